@@ -1,0 +1,8 @@
+"""vae_utils: the small package shared by the VAE notebooks.
+
+``data`` (datasets, binarisation, label splits), ``models`` (sampling layer, encoders, decoders, the
+VAE), ``losses`` (log-likelihoods, KL), ``evaluate`` (ELBO, IWAE estimate, bits/dim), ``plotting``
+(figures), ``repro`` (seeding, metrics and figures of a run) and ``run`` (the papermill runner).
+"""
+
+__version__ = "0.1.0"

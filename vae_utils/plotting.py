@@ -1,0 +1,125 @@
+"""Figures shared by the notebooks: image grids, reconstructions, latent plots, training curves.
+
+Each function returns a ``matplotlib.figure.Figure`` so that notebooks can show it and ``repro`` can
+save it. Introduced in ``notebooks/01_vae_mnist.ipynb``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib.pyplot as plt
+import numpy as np
+import seaborn as sns
+from scipy.stats import norm
+
+__all__ = [
+    "image_grid",
+    "latent_manifold",
+    "latent_scatter",
+    "reconstructions",
+    "training_curves",
+]
+
+
+def _as_images(images):
+    images = np.asarray(images)
+    if images.ndim == 4 and images.shape[-1] == 1:
+        images = images[..., 0]
+    if images.ndim not in (3, 4):
+        raise ValueError(
+            f"expected a batch of images (n, h, w) or (n, h, w, channels), found shape {images.shape}"
+        )
+    return images
+
+
+def image_grid(images, n_cols=10, titles=None, scale=1.0, suptitle=None):
+    """Show a batch of images in a grid of ``n_cols`` columns, one panel per image."""
+    images = _as_images(images)
+    n_rows = math.ceil(len(images) / n_cols)
+    fig, axes = plt.subplots(
+        n_rows, n_cols, figsize=(scale * n_cols, scale * n_rows), squeeze=False
+    )
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < len(images):
+            ax.imshow(images[i], cmap="gray" if images.ndim == 3 else None, vmin=0, vmax=1)
+            if titles is not None:
+                ax.set_title(str(titles[i]), fontsize=8)
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    return fig
+
+
+def reconstructions(x, x_reconstructed, n=10):
+    """Originals (top row) above their reconstructions (bottom row)."""
+    x, x_reconstructed = _as_images(x)[:n], _as_images(x_reconstructed)[:n]
+    if x.shape != x_reconstructed.shape:
+        raise ValueError(f"originals {x.shape} and reconstructions {x_reconstructed.shape} differ in shape")
+    fig = image_grid(np.concatenate([x, x_reconstructed]), n_cols=len(x))
+    fig.axes[0].set_title("input", fontsize=8, loc="left")
+    fig.axes[len(x)].set_title("reconstruction", fontsize=8, loc="left")
+    return fig
+
+
+def latent_manifold(decode, n=20, image_shape=(28, 28), scale=0.5):
+    """Decode an ``n`` x ``n`` grid over a 2-D latent space and tile the images.
+
+    The grid points are quantiles of the standard normal prior (``norm.ppf`` of evenly spaced
+    probabilities), as in Kingma & Welling (2014), Fig. 4: equal areas of prior mass per image.
+    ``decode`` maps an array of shape ``(m, 2)`` to images of ``image_shape`` with values in [0, 1].
+    """
+    quantiles = norm.ppf(np.linspace(0.5 / n, 1 - 0.5 / n, n))
+    z1, z2 = np.meshgrid(quantiles, quantiles[::-1])  # z2 grows upwards, as on a plot's y axis
+    z = np.stack([z1.ravel(), z2.ravel()], axis=-1).astype("float32")
+    images = np.asarray(decode(z)).reshape(n, n, *image_shape)
+    h, w = image_shape[:2]
+    canvas = images.transpose(0, 2, 1, 3, *range(4, images.ndim)).reshape(n * h, n * w, *image_shape[2:])
+    fig, ax = plt.subplots(figsize=(scale * n, scale * n))
+    ax.imshow(canvas, cmap="gray", vmin=0, vmax=1, extent=(0, n, 0, n))
+    ticks = np.arange(n) + 0.5
+    ax.set_xticks(ticks[::4], [f"{q:.1f}" for q in quantiles[::4]])
+    ax.set_yticks(ticks[::4], [f"{q:.1f}" for q in quantiles[::4]])
+    ax.set_xlabel("$z_1$")
+    ax.set_ylabel("$z_2$")
+    fig.tight_layout()
+    return fig
+
+
+def latent_scatter(z, labels, max_points=5000, seed=0):
+    """Scatter 2-D latent codes coloured by label (a random subset of ``max_points``)."""
+    z = np.asarray(z)
+    labels = np.asarray(labels).reshape(-1)
+    if z.ndim != 2 or z.shape[1] != 2:
+        raise ValueError(f"latent_scatter expects 2-D codes of shape (n, 2), found {z.shape}")
+    if len(labels) != len(z):
+        raise ValueError(f"{len(z)} codes but {len(labels)} labels")
+    keep = np.random.default_rng(seed).permutation(len(z))[:max_points]
+    fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    sns.scatterplot(
+        x=z[keep, 0], y=z[keep, 1], hue=labels[keep], palette="tab10", s=6, linewidth=0,
+        legend="full", ax=ax,
+    )
+    ax.set_xlabel("$z_1$")
+    ax.set_ylabel("$z_2$")
+    ax.legend(title="label", markerscale=2, bbox_to_anchor=(1.02, 1), loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+def training_curves(history, keys=None):
+    """One panel per metric of a Keras ``History`` (or its ``.history`` dict), with validation."""
+    logs = getattr(history, "history", history)
+    keys = keys or [k for k in logs if not k.startswith("val_")]
+    fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3), squeeze=False)
+    for ax, key in zip(axes.flat, keys):
+        epochs = np.arange(1, len(logs[key]) + 1)
+        ax.plot(epochs, logs[key], label="train")
+        if f"val_{key}" in logs:
+            ax.plot(epochs, logs[f"val_{key}"], label="validation")
+            ax.legend()
+        ax.set_title(key)
+        ax.set_xlabel("epoch")
+    fig.tight_layout()
+    return fig

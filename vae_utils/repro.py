@@ -1,0 +1,156 @@
+"""Reproducibility plumbing: seeding, and saving a run's metrics and figures with its provenance.
+
+A full run writes ``results/<name>.json`` and ``figures/<name>_<figure>.png`` in the repository; a
+smoke run writes the same files under ``build/smoke/`` so it never overwrites the published ones.
+``$VAE_OUTPUT_DIR`` replaces either base directory. Introduced in ``notebooks/01_vae_mnist.ipynb``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.metadata
+import json
+import math
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+
+__all__ = ["Run", "environment", "seed_everything", "write_json"]
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def seed_everything(seed: int) -> int:
+    """Seed Python, NumPy and the Keras backend (``keras.utils.set_random_seed``)."""
+    keras.utils.set_random_seed(seed)
+    return seed
+
+
+def _version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _gpus() -> list[str]:
+    if shutil.which("nvidia-smi") is None:
+        return []
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"],
+            capture_output=True, text=True, timeout=10, check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [line.strip() for line in out.splitlines() if line.strip()]
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def environment() -> dict:
+    """Versions and hardware of this process, for the record of a run."""
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else None
+    return {
+        "versions": {
+            "python": platform.python_version(),
+            "keras": keras.__version__,
+            "backend": keras.backend.backend(),
+            **{p: _version(p) for p in ("tensorflow-cpu", "tensorflow", "jax", "jaxlib", "torch", "numpy")
+               if _version(p)},
+        },
+        "hardware": {
+            "platform": platform.platform(),
+            "cpu": _cpu_name(),
+            "cpu_count": os.cpu_count(),
+            "memory_gib": round(memory / 2**30, 1) if memory else None,
+            "gpus": _gpus(),
+        },
+    }
+
+
+def write_json(path: Path, payload: dict) -> Path:
+    """Write ``payload`` as JSON atomically: a temporary file renamed into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(payload, f, indent=2, allow_nan=False)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _check_finite(metrics: dict, prefix: str = "") -> None:
+    for key, value in metrics.items():
+        if isinstance(value, dict):
+            _check_finite(value, f"{prefix}{key}.")
+        elif isinstance(value, (float, np.floating)) and not math.isfinite(value):
+            raise ValueError(f"metric {prefix}{key} is {value}: expected a finite number; nothing was saved")
+
+
+class Run:
+    """One execution of a notebook: seeds it, times it, and saves its metrics and figures.
+
+    >>> run = Run("01_vae_mnist", seed=0, smoke=True)    # doctest: +SKIP
+    >>> run.save_figure(fig, "manifold")                 # doctest: +SKIP
+    >>> run.save_metrics({"test_elbo": -95.1})           # doctest: +SKIP
+    """
+
+    def __init__(self, name: str, *, seed: int, smoke: bool):
+        self.name = name
+        self.seed = seed_everything(seed)
+        self.profile = "smoke" if smoke else "full"
+        self.started = time.perf_counter()
+        self.started_at = dt.datetime.now(dt.timezone.utc)
+        base = os.environ.get("VAE_OUTPUT_DIR")
+        self.base = Path(base) if base else (ROOT / "build" / "smoke" if smoke else ROOT)
+        self.results_dir = self.base / "results"
+        self.figures_dir = self.base / "figures"
+
+    def save_figure(self, fig, stem: str) -> Path:
+        """Save ``fig`` as ``<figures_dir>/<name>_<stem>.png`` (written whole, then renamed)."""
+        self.figures_dir.mkdir(parents=True, exist_ok=True)
+        path = self.figures_dir / f"{self.name}_{stem}.png"
+        tmp = path.with_name(f".{path.name}.tmp.png")
+        try:
+            fig.savefig(tmp, dpi=100, bbox_inches="tight")
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return path
+
+    def save_metrics(self, metrics: dict, **extra) -> Path:
+        """Save ``metrics`` to ``<results_dir>/<name>.json`` with seed, profile, wall time and machine."""
+        metrics = json.loads(json.dumps(metrics, default=float))  # NumPy scalars -> plain floats
+        _check_finite(metrics)
+        payload = {
+            "notebook": self.name,
+            "profile": self.profile,
+            "seed": self.seed,
+            "started_at": self.started_at.isoformat(timespec="seconds"),
+            "wall_time_s": round(time.perf_counter() - self.started, 1),
+            "metrics": metrics,
+            **extra,
+            **environment(),
+            "reproduce": f"python -m vae_utils.run notebooks/{self.name}.ipynb --profile {self.profile}",
+        }
+        return write_json(self.results_dir / f"{self.name}.json", payload)

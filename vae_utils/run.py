@@ -1,0 +1,101 @@
+"""Execute the notebooks with papermill: ``python -m vae_utils.run [NOTEBOOK ...] --profile smoke|full``.
+
+* ``full`` (the default) runs each notebook with its own settings, those that reproduce the published
+  figures and numbers, and writes the executed notebook back in place (execution counts and
+  papermill's metadata stripped), so that the repository shows the outputs of the last full run.
+  Metrics go to ``results/``, figures to ``figures/``.
+* ``smoke`` sets the papermill parameter ``SMOKE=True`` (a small subset, few epochs, the same code
+  paths) and writes the executed copies, metrics and figures under ``build/smoke/``, outside git.
+
+Each notebook's wall time is printed when it ends.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+import papermill
+
+ROOT = Path(__file__).resolve().parents[1]
+
+NOTEBOOKS = ROOT / "notebooks"
+SMOKE_DIR = ROOT / "build" / "smoke"
+
+
+def notebooks() -> list[Path]:
+    """The notebooks in reading order."""
+    return sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+
+
+def _strip(path: Path) -> None:
+    """Drop execution counts and papermill's per-run metadata, keeping the outputs."""
+    nb = nbformat.read(path, as_version=4)
+    nb.metadata.pop("papermill", None)
+    for cell in nb.cells:
+        cell.metadata.pop("papermill", None)
+        cell.metadata.pop("execution", None)
+        if cell.cell_type == "code":
+            cell.execution_count = None
+            for output in cell.outputs:
+                if "execution_count" in output:
+                    output.execution_count = None
+    nbformat.write(nb, path)
+
+
+def execute(notebook: Path, profile: str, output_dir: Path | None = None, parameters: dict | None = None) -> Path:
+    """Run one notebook in ``profile`` and return the path of the executed copy."""
+    notebook = Path(notebook).resolve()
+    if not notebook.is_file():
+        raise FileNotFoundError(f"no notebook at {notebook}")
+    if profile not in ("smoke", "full"):
+        raise ValueError(f"profile must be 'smoke' or 'full', found {profile!r}")
+    parameters = dict(parameters or {})
+    if profile == "smoke":
+        parameters["SMOKE"] = True
+    started = time.perf_counter()
+    print(f"[{profile}] {notebook.name} ...", flush=True)
+    if profile == "smoke":
+        output_dir = Path(output_dir or SMOKE_DIR / "notebooks")
+        output_dir.mkdir(parents=True, exist_ok=True)
+        target = output_dir / notebook.name
+    else:
+        target = Path(output_dir) / notebook.name if output_dir else notebook
+    # Execute into a temporary file beside the target: a failed run leaves the target untouched.
+    fd, tmp = tempfile.mkstemp(prefix=f".{notebook.stem}.", suffix=".ipynb", dir=target.parent)
+    os.close(fd)
+    try:
+        papermill.execute_notebook(
+            str(notebook), tmp, parameters=parameters or None, cwd=str(notebook.parent),
+            kernel_name="python3", progress_bar=sys.stderr.isatty(), log_output=not sys.stderr.isatty(),
+        )
+        if profile == "full":
+            _strip(Path(tmp))
+        os.replace(tmp, target)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    print(f"[{profile}] {notebook.name}: {time.perf_counter() - started:.1f} s -> {target}", flush=True)
+    return target
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m vae_utils.run", description=__doc__.split("\n")[0])
+    parser.add_argument("notebooks", nargs="*", type=Path, help="notebooks to run (default: all, in order)")
+    parser.add_argument("--profile", choices=("smoke", "full"), default="full")
+    parser.add_argument("--output-dir", type=Path, help="where executed copies go (default: see above)")
+    args = parser.parse_args(argv)
+    paths = args.notebooks or notebooks()
+    if not paths:
+        parser.error(f"no notebooks found in {NOTEBOOKS}")
+    for path in paths:
+        execute(path, args.profile, args.output_dir)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
