@@ -237,9 +237,7 @@ def binarize(x: np.ndarray, seed: int | np.random.Generator) -> np.ndarray:
     return (rng.random(p.shape, dtype=np.float32) < p).astype(np.float32)
 
 
-def labelled_split(
-    y: np.ndarray, n_labelled: int, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
+def labelled_split(y: np.ndarray, n_labelled: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Split example indices into a class-balanced labelled set and the unlabelled rest.
 
     Draws ``n_labelled / n_classes`` examples of every class present in ``y``. Returns

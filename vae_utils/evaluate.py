@@ -32,6 +32,9 @@ class _LogWeights(keras.Model):
         super().__init__(**kwargs)
         self.vae = vae
 
+    def build(self, input_shape):
+        pass  # no weights of its own: the VAE's encoder and decoder are already built
+
     def call(self, inputs):
         x, eps = inputs  # x: (batch, ...), eps: (batch, k, latent)
         z_mean, z_log_var = self.vae.encoder(x)
@@ -95,7 +98,9 @@ def iwae_log_likelihood(model, x, k=5000, batch_size=20, samples_per_pass=500, s
         xb = x[start : start + batch_size]
         total = np.full(len(xb), -np.inf)
         for done in range(0, k, samples_per_pass):
-            eps = rng.standard_normal((len(xb), min(samples_per_pass, k - done), latent_dim), dtype=np.float32)
+            eps = rng.standard_normal(
+                (len(xb), min(samples_per_pass, k - done), latent_dim), dtype=np.float32
+            )
             log_w = np.asarray(log_weights.predict_on_batch((xb, eps)), dtype=np.float64)
             total = np.logaddexp(total, logsumexp(log_w, axis=1))
         out.append(total - math.log(k))

@@ -56,9 +56,7 @@ def gaussian_log_likelihood(x, mean, log_var):
     """
     x = ops.cast(x, mean.dtype)
     log_var = ops.cast(log_var, mean.dtype) + ops.zeros_like(mean)
-    return sum_per_example(
-        -0.5 * (_LOG_2PI + log_var + ops.square(x - mean) * ops.exp(-log_var))
-    )
+    return sum_per_example(-0.5 * (_LOG_2PI + log_var + ops.square(x - mean) * ops.exp(-log_var)))
 
 
 def standard_normal_log_density(z):

@@ -37,9 +37,7 @@ def image_grid(images, n_cols=10, titles=None, scale=1.0, suptitle=None):
     """Show a batch of images in a grid of ``n_cols`` columns, one panel per image."""
     images = _as_images(images)
     n_rows = math.ceil(len(images) / n_cols)
-    fig, axes = plt.subplots(
-        n_rows, n_cols, figsize=(scale * n_cols, scale * n_rows), squeeze=False
-    )
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(scale * n_cols, scale * n_rows), squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i < len(images):
@@ -98,8 +96,14 @@ def latent_scatter(z, labels, max_points=5000, seed=0):
     keep = np.random.default_rng(seed).permutation(len(z))[:max_points]
     fig, ax = plt.subplots(figsize=(6.5, 5.5))
     sns.scatterplot(
-        x=z[keep, 0], y=z[keep, 1], hue=labels[keep], palette="tab10", s=6, linewidth=0,
-        legend="full", ax=ax,
+        x=z[keep, 0],
+        y=z[keep, 1],
+        hue=labels[keep],
+        palette="tab10",
+        s=6,
+        linewidth=0,
+        legend="full",
+        ax=ax,
     )
     ax.set_xlabel("$z_1$")
     ax.set_ylabel("$z_2$")

@@ -46,7 +46,10 @@ def _gpus() -> list[str]:
     try:
         out = subprocess.run(
             ["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"],
-            capture_output=True, text=True, timeout=10, check=True,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
         ).stdout
     except (OSError, subprocess.SubprocessError):
         return []
@@ -71,8 +74,11 @@ def environment() -> dict:
             "python": platform.python_version(),
             "keras": keras.__version__,
             "backend": keras.backend.backend(),
-            **{p: _version(p) for p in ("tensorflow-cpu", "tensorflow", "jax", "jaxlib", "torch", "numpy")
-               if _version(p)},
+            **{
+                p: _version(p)
+                for p in ("tensorflow-cpu", "tensorflow", "jax", "jaxlib", "torch", "numpy")
+                if _version(p)
+            },
         },
         "hardware": {
             "platform": platform.platform(),
@@ -120,7 +126,7 @@ class Run:
         self.seed = seed_everything(seed)
         self.profile = "smoke" if smoke else "full"
         self.started = time.perf_counter()
-        self.started_at = dt.datetime.now(dt.timezone.utc)
+        self.started_at = dt.datetime.now(dt.UTC)
         base = os.environ.get("VAE_OUTPUT_DIR")
         self.base = Path(base) if base else (ROOT / "build" / "smoke" if smoke else ROOT)
         self.results_dir = self.base / "results"

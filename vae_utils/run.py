@@ -48,7 +48,9 @@ def _strip(path: Path) -> None:
     nbformat.write(nb, path)
 
 
-def execute(notebook: Path, profile: str, output_dir: Path | None = None, parameters: dict | None = None) -> Path:
+def execute(
+    notebook: Path, profile: str, output_dir: Path | None = None, parameters: dict | None = None
+) -> Path:
     """Run one notebook in ``profile`` and return the path of the executed copy."""
     notebook = Path(notebook).resolve()
     if not notebook.is_file():
@@ -71,8 +73,13 @@ def execute(notebook: Path, profile: str, output_dir: Path | None = None, parame
     os.close(fd)
     try:
         papermill.execute_notebook(
-            str(notebook), tmp, parameters=parameters or None, cwd=str(notebook.parent),
-            kernel_name="python3", progress_bar=sys.stderr.isatty(), log_output=not sys.stderr.isatty(),
+            str(notebook),
+            tmp,
+            parameters=parameters or None,
+            cwd=str(notebook.parent),
+            kernel_name="python3",
+            progress_bar=sys.stderr.isatty(),
+            log_output=not sys.stderr.isatty(),
         )
         if profile == "full":
             _strip(Path(tmp))

@@ -1,0 +1,31 @@
+# make notebooks            execute every notebook, full profile (the runs behind README's numbers)
+# make notebooks PROFILE=smoke   a quick pass: small subsets, few epochs, outputs under build/smoke/
+# make test                 ruff, the unit tests and a smoke run of every notebook
+# Both create .venv from requirements.lock when it is missing or older than the lock.
+
+PYTHON ?= python3
+PROFILE ?= full
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: notebooks test lint clean
+
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --editable .
+	touch $@
+
+notebooks: $(STAMP)
+	$(PY) -m vae_utils.run --profile $(PROFILE)
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check vae_utils tests benchmarks
+
+test: lint
+	$(PY) -m pytest
+
+clean:
+	rm -rf build .pytest_cache .ruff_cache

@@ -1,0 +1,95 @@
+"""The ELBO and the IWAE estimate against an exact log p(x) computed by quadrature."""
+
+import numpy as np
+import pytest
+from keras import ops
+from scipy import integrate, stats
+from scipy.special import expit
+
+from vae_utils import evaluate, models
+
+
+@pytest.fixture(scope="module")
+def tiny_vae():
+    """A VAE with a 1-D latent space over 6 binary pixels, so that p(x) is a 1-D integral."""
+    import keras
+
+    keras.utils.set_random_seed(3)
+    encoder = models.dense_encoder((6,), 1, hidden=(8,), activation="tanh")
+    decoder = models.dense_decoder(1, (6,), hidden=(8,), activation="tanh")
+    # sharpen the decoder so that p(x|z) depends strongly on z and the ELBO's gap is large
+    for layer in decoder.layers:
+        if layer.weights:
+            layer.set_weights([w * 3.0 for w in layer.get_weights()])
+    return models.VAE(encoder, decoder)
+
+
+@pytest.fixture(scope="module")
+def patterns():
+    """All 64 binary images of 6 pixels."""
+    return ((np.arange(64)[:, None] >> np.arange(6)) & 1).astype("float32")
+
+
+def _exact_log_px(vae, x):
+    # log p(x) = log integral of p(x|z) N(z; 0, 1) dz, by Simpson's rule on [-10, 10]
+    grid = np.linspace(-10.0, 10.0, 4001)
+    probs = expit(np.asarray(ops.convert_to_numpy(vae.decoder(grid[:, None].astype("float32"))), np.float64))
+    log_px_z = x @ np.log(probs).T + (1 - x) @ np.log1p(-probs).T  # (patterns, grid)
+    return np.log(integrate.simpson(np.exp(log_px_z) * stats.norm.pdf(grid), x=grid, axis=1))
+
+
+def test_the_exact_marginal_sums_to_one(tiny_vae, patterns):
+    # the quadrature reference itself: p(x) over all 64 images must sum to 1
+    assert np.exp(_exact_log_px(tiny_vae, patterns)).sum() == pytest.approx(1.0, abs=1e-6)
+
+
+def test_iwae_with_many_samples_converges_to_the_exact_log_likelihood(tiny_vae, patterns):
+    estimate = evaluate.iwae_log_likelihood(tiny_vae, patterns, k=5000, seed=0)
+    exact = _exact_log_px(tiny_vae, patterns)
+    np.testing.assert_allclose(estimate, exact, atol=0.1)  # each image: the estimator's noise is ~0.02
+    assert abs(estimate.mean() - exact.mean()) < 0.01  # averaged over 64 images the noise cancels
+
+
+def test_elbo_is_below_the_exact_log_likelihood_and_iwae_tightens_with_k(tiny_vae, patterns):
+    exact = _exact_log_px(tiny_vae, patterns).mean()
+    x = np.repeat(patterns, 20, axis=0)  # 20 independent estimates per image average out the noise
+    elbo = evaluate.elbo(tiny_vae, x, seed=1).mean()
+    bounds = [evaluate.iwae_log_likelihood(tiny_vae, x, k=k, seed=1).mean() for k in (1, 10, 100, 1000)]
+    assert elbo < exact - 0.1  # the gap: KL(q(z|x) || p(z|x)) of a poor, untrained encoder
+    assert bounds[0] == pytest.approx(elbo, abs=0.1)  # L_1 is the ELBO
+    assert all(a < b for a, b in zip(bounds, bounds[1:]))  # L_k grows with k ...
+    assert bounds[-1] <= exact + 0.01  # ... and stays below log p(x)
+
+
+def test_iwae_memory_does_not_depend_on_k_because_samples_come_in_passes(tiny_vae, patterns):
+    # the same estimate in passes of 7 samples and of 500: only the batching differs
+    few = evaluate.iwae_log_likelihood(tiny_vae, patterns[:4], k=700, samples_per_pass=7, seed=0)
+    exact = _exact_log_px(tiny_vae, patterns[:4])
+    np.testing.assert_allclose(few, exact, atol=0.1)
+
+
+def test_bits_per_dim_of_a_fair_coin_per_pixel_is_one():
+    assert evaluate.bits_per_dim(np.full(3, -784 * np.log(2.0)), 784) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"k": 0}, "k must be a positive integer, found 0"),
+        ({"k": 2.5}, "k must be a positive integer, found 2.5"),
+        ({"batch_size": 0}, "batch_size must be a positive integer, found 0"),
+        ({"samples_per_pass": -1}, "samples_per_pass must be a positive integer, found -1"),
+    ],
+)
+def test_iwae_rejects_bad_arguments(tiny_vae, patterns, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        evaluate.iwae_log_likelihood(tiny_vae, patterns, **kwargs)
+
+
+def test_evaluation_rejects_an_empty_or_unbatched_input(tiny_vae):
+    with pytest.raises(ValueError, match=r"non-empty batch of examples, found shape \(6,\)"):
+        evaluate.elbo(tiny_vae, np.zeros(6))
+    with pytest.raises(ValueError, match=r"found shape \(0, 6\)"):
+        evaluate.iwae_log_likelihood(tiny_vae, np.zeros((0, 6)))
+    with pytest.raises(ValueError, match="num_dims must be positive"):
+        evaluate.bits_per_dim(np.zeros(2), 0)

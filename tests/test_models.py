@@ -1,0 +1,121 @@
+"""The sampling layer, the builders and the VAE's training with plain fit, on every backend."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+from vae_utils import models
+
+
+def test_sampling_uses_the_standard_deviation_exp_half_log_var():
+    # z = mean + exp(0.5 * log_var) * eps: with log_var = log 9 the standard deviation must be 3, not 9
+    sampling = models.Sampling(seed=0)
+    z_mean = np.full((200_000, 1), 2.0, dtype="float32")
+    z = ops.convert_to_numpy(sampling([z_mean, np.full_like(z_mean, np.log(9.0))]))
+    assert abs(z.mean() - 2.0) < 0.03 and abs(z.std() - 3.0) < 0.03
+
+
+def test_sampling_is_reproducible_for_a_seed():
+    inputs = [np.zeros((4, 3), "float32"), np.zeros((4, 3), "float32")]
+    first = ops.convert_to_numpy(models.Sampling(seed=5)(inputs))
+    np.testing.assert_array_equal(first, ops.convert_to_numpy(models.Sampling(seed=5)(inputs)))
+    assert not np.array_equal(first, ops.convert_to_numpy(models.Sampling(seed=6)(inputs)))
+
+
+@pytest.mark.parametrize(
+    ("encoder", "decoder", "shape"),
+    [
+        (models.dense_encoder, models.dense_decoder, (28, 28)),
+        (models.conv_encoder, models.conv_decoder, (28, 28)),
+        (models.conv_encoder, models.conv_decoder, (32, 32, 3)),
+    ],
+)
+def test_encoders_and_decoders_have_the_expected_shapes(encoder, decoder, shape):
+    z_mean, z_log_var = encoder(shape, 7)(np.zeros((2, *shape), "float32"))
+    assert tuple(z_mean.shape) == (2, 7) and tuple(z_log_var.shape) == (2, 7)
+    assert tuple(decoder(7, shape)(np.zeros((2, 7), "float32")).shape) == (2, *shape)
+
+
+def test_conv_decoder_rejects_a_size_it_cannot_upsample_to():
+    with pytest.raises(ValueError, match=r"multiples of 4; found output_shape \(30, 30\)"):
+        models.conv_decoder(2, (30, 30))
+
+
+def _toy_binary_images(n=512, seed=0):
+    # two prototypes with pixel noise: a structure a VAE can learn in a few epochs
+    rng = np.random.default_rng(seed)
+    prototypes = (rng.random((2, 8, 8)) < 0.5).astype("float32")
+    x = prototypes[rng.integers(0, 2, n)]
+    flips = rng.random(x.shape) < 0.05
+    return np.where(flips, 1.0 - x, x).astype("float32")
+
+
+def test_vae_trains_with_fit_and_reports_reconstruction_and_kl():
+    keras.utils.set_random_seed(0)
+    x = _toy_binary_images()
+    vae = models.VAE(
+        models.dense_encoder((8, 8), 2, hidden=(32,)), models.dense_decoder(2, (8, 8), hidden=(32,))
+    )
+    vae.compile(optimizer=keras.optimizers.Adam(1e-2))
+    logs = vae.fit(x, batch_size=64, epochs=5, verbose=0).history
+    assert {"loss", "reconstruction", "kl"} <= set(logs)
+    assert logs["loss"][-1] < 0.7 * logs["loss"][0]
+    np.testing.assert_allclose(logs["loss"], np.add(logs["reconstruction"], logs["kl"]), rtol=1e-4)
+    result = vae.evaluate(x, batch_size=128, verbose=0, return_dict=True)
+    assert set(result) == {"loss", "reconstruction", "kl"} and np.isfinite(result["loss"])
+
+
+def test_vae_saves_and_loads(tmp_path):
+    vae = models.VAE(
+        models.dense_encoder((8, 8), 2, hidden=(16,)), models.dense_decoder(2, (8, 8), hidden=(16,))
+    )
+    x = _toy_binary_images(8)
+    expected = ops.convert_to_numpy(vae(x)["z_mean"])
+    vae.save(tmp_path / "vae.keras")
+    loaded = keras.saving.load_model(tmp_path / "vae.keras")
+    np.testing.assert_allclose(ops.convert_to_numpy(loaded.encoder(x)[0]), expected, rtol=1e-6)
+
+
+def _installed_backends():
+    found = []
+    for backend, module in (("tensorflow", "tensorflow"), ("jax", "jax"), ("torch", "torch")):
+        try:
+            __import__(module)
+        except ImportError:
+            continue
+        found.append(backend)
+    return found
+
+
+@pytest.mark.parametrize("backend", _installed_backends())
+def test_the_same_vae_code_trains_on_every_installed_backend(backend):
+    script = textwrap.dedent(
+        """
+        import json, keras, numpy as np
+        from vae_utils import models
+        keras.utils.set_random_seed(0)
+        x = (np.random.default_rng(0).random((256, 8, 8)) < 0.3).astype("float32")
+        vae = models.VAE(models.dense_encoder((8, 8), 2, hidden=(16,)),
+                         models.dense_decoder(2, (8, 8), hidden=(16,)), seed=0)
+        vae.compile(optimizer=keras.optimizers.Adam(1e-2))
+        logs = vae.fit(x, batch_size=64, epochs=3, verbose=0).history
+        print(json.dumps({"backend": keras.backend.backend(), **{k: v[-1] for k, v in logs.items()},
+                          "first_loss": logs["loss"][0]}))
+        """
+    )
+    env = {**os.environ, "KERAS_BACKEND": backend}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["backend"] == backend
+    assert np.isfinite(result["loss"]) and result["loss"] < result["first_loss"]
+    assert result["loss"] == pytest.approx(result["reconstruction"] + result["kl"], rel=1e-4)

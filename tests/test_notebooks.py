@@ -1,0 +1,68 @@
+"""Every notebook, executed end to end by papermill in the smoke profile on the offline mirror."""
+
+import json
+import math
+import time
+
+import nbformat
+import pytest
+
+from vae_utils import run
+
+from .conftest import NOTEBOOK_TIMES
+
+NOTEBOOKS = run.notebooks()
+
+
+def _leaves(tree, prefix=""):
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            yield from _leaves(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
+def _checked_outputs(nb):
+    """Text outputs of the cells marked ``# NBVAL_CHECK_OUTPUT``, keyed by source (nbval's convention)."""
+    return {
+        cell.source: "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
+        for cell in nb.cells
+        if cell.cell_type == "code" and cell.source.startswith("# NBVAL_CHECK_OUTPUT")
+    }
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_committed_notebook_is_a_clean_source(path):
+    nb = nbformat.read(path, as_version=4)
+    tags = [tag for cell in nb.cells for tag in cell.metadata.get("tags", [])]
+    assert tags.count("parameters") == 1, "exactly one cell must be tagged 'parameters' for papermill"
+    assert "injected-parameters" not in tags, "commit the source notebook, not a parameterised copy"
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    assert not errors, f"committed outputs hold errors: {[e.ename for e in errors]}"
+    assert "SMOKE = False" in next(c.source for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_runs_in_the_smoke_profile(path, tmp_path, monkeypatch, mirror):
+    monkeypatch.setenv("VAE_DATA_MIRROR", str(mirror))
+    monkeypatch.setenv("VAE_OFFLINE", "1")
+    monkeypatch.setenv("VAE_OUTPUT_DIR", str(tmp_path))  # the kernel inherits this environment
+    started = time.perf_counter()
+    executed = run.execute(path, "smoke", output_dir=tmp_path / "notebooks")
+    NOTEBOOK_TIMES[path.name] = time.perf_counter() - started
+
+    record = json.loads((tmp_path / "results" / f"{path.stem}.json").read_text())
+    assert record["profile"] == "smoke"
+    leaves = dict(_leaves(record["metrics"]))
+    assert leaves, "the notebook saved no metrics"
+    for name, value in leaves.items():
+        assert isinstance(value, (int, float)) and math.isfinite(value), f"metric {name} = {value!r}"
+
+    # deterministic cells (shapes, parameter counts) must print what the committed full run printed
+    committed = _checked_outputs(nbformat.read(path, as_version=4))
+    smoke = _checked_outputs(nbformat.read(executed, as_version=4))
+    assert smoke.keys() == committed.keys()
+    for source, text in committed.items():
+        if text:  # a notebook committed before its first full run has no outputs to compare
+            assert smoke[source] == text, f"output of {source.splitlines()[1]!r} changed"
