@@ -186,10 +186,11 @@ def time_iwae(model, x_test, images: int, k: int) -> dict:
     seconds = time_iwae_call(model, x_test[:images], k)
     passes = math.ceil(images / IWAE_BATCH_SIZE) * math.ceil(k / IWAE_SAMPLES_PER_PASS)
     result = {"images": images, "k": k, "passes": passes, "seconds": seconds}
-    if passes < 2:  # one equation, two unknowns: report the raw time, compilation included
-        overhead, per_image = None, seconds / images
-    else:
-        per_pass = max(seconds - one_pass_seconds, 0.0) / (passes - 1)
+    # With one pass, or so few that timing noise swamps them, the two cannot be told apart: then
+    # report the raw time, compilation included (overhead None).
+    overhead, per_image = None, seconds / images
+    if passes >= 2 and seconds > one_pass_seconds:
+        per_pass = (seconds - one_pass_seconds) / (passes - 1)
         overhead = max(one_pass_seconds - per_pass, 0.0)
         per_image = per_pass * passes / images
     full_test_seconds = (overhead or 0.0) + per_image * TEST_IMAGES
@@ -304,16 +305,16 @@ def run_child(backend: str, workload: str, args: argparse.Namespace) -> dict:
     return {**record, "status": "failed", "reason": f"exit status {completed.returncode}: {error_lines[-1]}"}
 
 
-def print_table(title: str, columns: list[str], rows: list[list[str]]) -> None:
+def print_table(title: str, columns: list[str], rows: list[list[str]], text_columns: int) -> None:
+    """Print ``rows`` under ``columns``: the first ``text_columns`` left-aligned, the numbers right."""
     widths = [max(len(cell) for cell in column) for column in zip(columns, *rows, strict=True)]
     print(title)
     for cells in [columns, *rows]:
-        print(
-            "  ".join(
-                cell.rjust(width) if i else cell.ljust(width)
-                for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
-            ).rstrip()
-        )
+        aligned = [
+            cell.ljust(width) if i < text_columns else cell.rjust(width)
+            for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
+        ]
+        print("  ".join(aligned).rstrip())
     print()
 
 
@@ -351,9 +352,10 @@ def print_results(results: list[dict], args: argparse.Namespace) -> None:
             f"then the timed steps scaled to {STEPS_PER_EPOCH} steps = 1 epoch of {TRAIN_IMAGES:,} images",
             ["backend", "model", "steps timed", "time (s)", "s/epoch", PEAK_RSS_LABEL],
             training,
+            text_columns=2,
         )
-    iwae = [iwae_row(r) for r in done if r["workload"] == "iwae"]
-    if iwae:
+    iwae_results = [r for r in done if r["workload"] == "iwae"]
+    if iwae_results:
         print_table(
             f"IWAE log-likelihood, dense model: batches of {IWAE_BATCH_SIZE} images, "
             f"{IWAE_SAMPLES_PER_PASS} samples per pass; per-call compilation measured apart",
@@ -367,8 +369,13 @@ def print_results(results: list[dict], args: argparse.Namespace) -> None:
                 f"{TEST_IMAGES:,} images (min)",
                 PEAK_RSS_LABEL,
             ],
-            iwae,
+            [iwae_row(r) for r in iwae_results],
+            text_columns=1,
         )
+        if any(r["overhead_seconds"] is None for r in iwae_results):
+            print(
+                "n/a: too few passes to separate the per-call compilation, which s/100 images then includes\n"
+            )
     for result in results:
         if result["status"] != "ok":
             print(f"{result['status']}: {result['backend']}/{result['workload']}: {result['reason']}")
