@@ -60,6 +60,8 @@ def execute(
     parameters = dict(parameters or {})
     if profile == "smoke":
         parameters["SMOKE"] = True
+    # The kernel inherits this environment: keep TensorFlow's C++ INFO and WARNING lines out of outputs.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     started = time.perf_counter()
     print(f"[{profile}] {notebook.name} ...", flush=True)
     if profile == "smoke":
