@@ -119,3 +119,49 @@ def test_the_same_vae_code_trains_on_every_installed_backend(backend):
     assert result["backend"] == backend
     assert np.isfinite(result["loss"]) and result["loss"] < result["first_loss"]
     assert result["loss"] == pytest.approx(result["reconstruction"] + result["kl"], rel=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("builder", "shape", "expected"),
+    [
+        (models.dense_decoder, (28, 20, 1), (28, 20, 2)),
+        (models.conv_decoder, (32, 32, 3), (32, 32, 6)),
+    ],
+)
+def test_logistic_decoders_output_a_location_and_a_log_scale_per_subpixel(builder, shape, expected):
+    assert tuple(builder(5, shape, likelihood="logistic")(np.zeros((2, 5), "float32")).shape) == (
+        2,
+        *expected,
+    )
+
+
+def test_a_logistic_decoder_needs_a_channel_axis_and_a_known_likelihood():
+    with pytest.raises(ValueError, match=r"channel axis \(h, w, c\); found image shape \(28, 28\)"):
+        models.dense_decoder(2, (28, 28), likelihood="logistic")
+    with pytest.raises(
+        ValueError, match=r"likelihood must be one of \('bernoulli', 'logistic'\), found 'gauss'"
+    ):
+        models.VAE(models.dense_encoder((4,), 2), models.dense_decoder(2, (4,)), likelihood="gauss")
+
+
+def test_logistic_vae_trains_and_decodes_to_images_in_the_unit_interval(tmp_path):
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    prototypes = rng.integers(0, 256, (2, 8, 8, 3))
+    x = (
+        np.clip(prototypes[rng.integers(0, 2, 256)] + rng.integers(-3, 4, (256, 8, 8, 3)), 0, 255) / 255.0
+    ).astype("float32")
+    vae = models.VAE(
+        models.dense_encoder((8, 8, 3), 2, hidden=(32,)),
+        models.dense_decoder(2, (8, 8, 3), hidden=(32,), likelihood="logistic"),
+        likelihood="logistic",
+    )
+    vae.compile(optimizer=keras.optimizers.Adam(1e-2))
+    logs = vae.fit(x, batch_size=64, epochs=8, verbose=0).history
+    assert logs["loss"][-1] < logs["loss"][0] and np.isfinite(logs["loss"][-1])
+    images = vae.decode(vae.encode(x[:5]))
+    assert images.shape == (5, 8, 8, 3) and images.min() >= 0.0 and images.max() <= 1.0
+    # the reconstructions resemble their inputs more than the other prototype
+    assert np.abs(images - x[:5]).mean() < 0.25
+    vae.save(tmp_path / "vae.keras")
+    assert keras.saving.load_model(tmp_path / "vae.keras").likelihood == "logistic"

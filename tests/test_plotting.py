@@ -17,10 +17,24 @@ def _panels_with_images(fig):
     return sum(1 for ax in fig.axes if ax.images)
 
 
-@pytest.mark.parametrize("shape", [(23, 8, 8), (23, 8, 8, 1), (23, 8, 8, 3)])
-def test_image_grid_draws_one_panel_per_image(shape):
-    fig = plotting.image_grid(np.random.default_rng(0).random(shape), n_cols=5)
+def _image_shapes(fig):
+    return [ax.images[0].get_array().shape for ax in fig.axes if ax.images]
+
+
+def _row_labels(fig):
+    return [text.get_text() for ax in fig.axes for text in ax.texts]
+
+
+GREY_AND_RGB = [((8, 8), (8, 8)), ((8, 8, 1), (8, 8)), ((8, 8, 3), (8, 8, 3))]  # (given, drawn)
+
+
+@pytest.mark.parametrize(("image", "drawn"), GREY_AND_RGB)
+def test_image_grid_draws_one_panel_per_image(image, drawn):
+    fig = plotting.image_grid(np.random.default_rng(0).random((23, *image)), n_cols=5)
     assert len(fig.axes) == 25 and _panels_with_images(fig) == 23
+    assert set(_image_shapes(fig)) == {drawn}
+    cmaps = {ax.images[0].get_cmap().name for ax in fig.axes if ax.images}
+    assert len(drawn) == 3 or cmaps == {"gray"}  # grey images on a grey scale, RGB as colours
 
 
 def test_image_grid_rejects_a_single_flat_image():
@@ -28,11 +42,26 @@ def test_image_grid_rejects_a_single_flat_image():
         plotting.image_grid(np.zeros(64))
 
 
-def test_reconstructions_pair_inputs_with_outputs():
-    x = np.zeros((12, 8, 8))
+def test_image_grid_rejects_images_that_are_neither_grey_nor_rgb():
+    with pytest.raises(ValueError, match=r"grey \(1 channel\) or RGB \(3 channels\) .* \(4, 8, 8, 2\)"):
+        plotting.image_grid(np.zeros((4, 8, 8, 2)))
+
+
+@pytest.mark.parametrize(("image", "drawn"), GREY_AND_RGB)
+def test_reconstructions_pair_inputs_with_outputs(image, drawn):
+    x = np.zeros((12, *image))
     fig = plotting.reconstructions(x, x + 0.5, n=6)
-    assert _panels_with_images(fig) == 12
+    assert _panels_with_images(fig) == 12 and set(_image_shapes(fig)) == {drawn}
     np.testing.assert_allclose(fig.axes[6].images[0].get_array(), 0.5)  # second row: reconstructions
+
+
+def test_reconstructions_label_the_rows_to_their_left_not_above_a_panel():
+    fig = plotting.reconstructions(np.zeros((4, 8, 8)), np.zeros((4, 8, 8)))
+    assert all(not ax.get_title(loc) for ax in fig.axes for loc in ("left", "center", "right"))
+    assert [t.get_text() for t in fig.axes[0].texts] == ["input"]
+    assert [t.get_text() for t in fig.axes[4].texts] == ["reconstruction"]
+    label = fig.axes[0].texts[0]
+    assert label.get_position()[0] < 0 and label.get_horizontalalignment() == "right"  # left of the panel
 
 
 def test_reconstructions_refuse_mismatched_shapes():
@@ -72,3 +101,73 @@ def test_training_curves_draw_one_panel_per_metric_with_validation():
     fig = plotting.training_curves(history)
     assert len(fig.axes) == 2
     assert len(fig.axes[0].lines) == 2 and len(fig.axes[1].lines) == 1  # loss has a validation curve
+
+
+@pytest.mark.parametrize(("image", "drawn"), GREY_AND_RGB)
+def test_interpolation_grid_draws_rows_by_columns_with_labels(image, drawn):
+    images = np.random.default_rng(2).random((3, 7, *image))
+    fig = plotting.interpolation_grid(
+        images, row_labels=["lerp", "slerp", "pixels"], col_labels=range(7), title="horse to car"
+    )
+    assert len(fig.axes) == 21 and _panels_with_images(fig) == 21
+    assert set(_image_shapes(fig)) == {drawn}
+    np.testing.assert_allclose(
+        fig.axes[7 + 4].images[0].get_array(), images[1, 4].reshape(drawn)
+    )  # row-major
+    assert _row_labels(fig) == ["lerp", "slerp", "pixels"]
+    assert [ax.get_title() for ax in fig.axes[:7]] == [str(j) for j in range(7)]
+    assert fig.get_suptitle() == "horse to car"
+
+
+def test_interpolation_grid_without_labels_draws_only_images():
+    fig = plotting.interpolation_grid(np.zeros((2, 2, 4, 4, 3)))
+    assert _panels_with_images(fig) == 4 and _row_labels(fig) == []
+
+
+def test_interpolation_grid_refuses_bad_shapes_and_label_counts():
+    with pytest.raises(ValueError, match=r"\(rows, cols, h, w\) .* found shape \(5, 8, 8\)"):
+        plotting.interpolation_grid(np.zeros((5, 8, 8)))
+    with pytest.raises(ValueError, match=r"grey \(1 channel\) or RGB \(3 channels\)"):
+        plotting.interpolation_grid(np.zeros((2, 5, 8, 8, 4)))
+    with pytest.raises(ValueError, match="2 rows of images but 3 row labels"):
+        plotting.interpolation_grid(np.zeros((2, 5, 8, 8)), row_labels=["a", "b", "c"])
+    with pytest.raises(ValueError, match="5 columns of images but 4 column labels"):
+        plotting.interpolation_grid(np.zeros((2, 5, 8, 8)), col_labels=range(4))
+
+
+@pytest.mark.parametrize("image_shape", [(6, 5), (6, 5, 1), (6, 5, 3)])
+def test_latent_traversal_decodes_one_code_per_panel(image_shape):
+    seen = []
+    z = np.random.default_rng(3).normal(size=4).astype("float32")
+
+    def decode(codes):
+        seen.append(codes)
+        lit = (codes[:, 0] > 0).reshape(-1, *[1] * len(image_shape))  # white when z_0 > 0
+        return np.ones((len(codes), *image_shape)) * lit
+
+    values = [-2.0, -0.5, 0.5, 2.0, 3.0]
+    fig = plotting.latent_traversal(decode, z, dims=[0, 3], values=values, image_shape=image_shape)
+    (codes,) = seen
+    assert codes.shape == (10, 4) and codes.dtype == np.float32
+    np.testing.assert_array_equal(codes[:5, 0], values)  # the first row sweeps z_0
+    np.testing.assert_array_equal(codes[5:, 3], values)  # the second row sweeps z_3
+    assert _panels_with_images(fig) == 10
+    drawn = image_shape[:2] if image_shape[-1] != 3 else image_shape
+    assert set(_image_shapes(fig)) == {drawn}
+    assert [ax.images[0].get_array().max() for ax in fig.axes[:5]] == [0, 0, 1, 1, 1]
+    assert _row_labels(fig) == ["z_0", "z_3"]
+    assert [ax.get_title() for ax in fig.axes[:5]] == ["-2", "-0.5", "0.5", "2", "3"]
+
+
+def test_latent_traversal_checks_the_decoder_output_and_the_dimensions():
+    def decode(codes):
+        return np.zeros((len(codes), 4, 4))
+
+    with pytest.raises(
+        ValueError, match=r"decode should return 6 images of shape \(5, 5\), found \(6, 4, 4\)"
+    ):
+        plotting.latent_traversal(decode, np.zeros(3), [0, 1], [0.0, 1.0, 2.0], image_shape=(5, 5))
+    with pytest.raises(ValueError, match=r"dim must be an integer in \[0, 3\)"):
+        plotting.latent_traversal(decode, np.zeros(3), [3], [0.0], image_shape=(4, 4))
+    with pytest.raises(ValueError, match="at least one dimension"):
+        plotting.latent_traversal(decode, np.zeros(3), [], [0.0], image_shape=(4, 4))

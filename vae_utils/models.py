@@ -9,16 +9,51 @@ from __future__ import annotations
 import math
 
 import keras
+import numpy as np
 from keras import layers, ops
 
 from . import losses
 
+#: The decoder likelihoods the VAE knows, and what the decoder outputs for each.
+#: ``bernoulli``: one logit per pixel, for binary images (MNIST, notebook 01).
+#: ``logistic``: a location and a log-scale per sub-pixel, for 8-bit images scaled to [0, 1] (a
+#: discretised logistic, a proper probability mass over the 256 grey levels; notebook 02).
+LIKELIHOODS = ("bernoulli", "logistic")
+
+
+def _check_likelihood(likelihood):
+    if likelihood not in LIKELIHOODS:
+        raise ValueError(f"likelihood must be one of {LIKELIHOODS}, found {likelihood!r}")
+
+
+def decoder_output_shape(image_shape, likelihood="bernoulli"):
+    """The shape of the decoder's output for images of ``image_shape`` under ``likelihood``.
+
+    A Bernoulli decoder outputs one logit per pixel (the image's own shape). A discretised logistic
+    decoder outputs a location and a log-scale per sub-pixel, stacked on the channel axis: images must
+    then have a channel axis, ``(h, w, c)``, and the output is ``(h, w, 2c)``.
+    """
+    _check_likelihood(likelihood)
+    image_shape = tuple(image_shape)
+    if likelihood == "bernoulli":
+        return image_shape
+    if len(image_shape) != 3:
+        raise ValueError(
+            "a discretised logistic decoder needs images with a channel axis (h, w, c); "
+            f"found image shape {image_shape} (add one with x[..., None])"
+        )
+    return (*image_shape[:2], 2 * image_shape[2])
+
+
 __all__ = [
+    "INITIAL_LOG_SCALE",
+    "LIKELIHOODS",
     "Sampling",
     "VAE",
     "conv_decoder",
     "conv_encoder",
     "dense_decoder",
+    "decoder_output_shape",
     "dense_encoder",
 ]
 
@@ -51,6 +86,24 @@ def _gaussian_head(h, latent_dim):
     return z_mean, z_log_var
 
 
+#: The decoder's initial log-scale of every sub-pixel under a logistic likelihood: scales of exp(-3) = 0.05,
+#: the spread of a blurry reconstruction around an 8-bit image in [0, 1], instead of exp(0) = 1, which
+#: spreads each sub-pixel over its whole range and costs the first hundreds of steps to shrink.
+INITIAL_LOG_SCALE = -3.0
+
+
+def _init_log_scales(decoder, likelihood):
+    """Set the output bias of the log-scales (the second half of the channels) to ``INITIAL_LOG_SCALE``."""
+    if likelihood != "logistic":
+        return decoder
+    out = decoder.get_layer("logits")
+    bias = ops.convert_to_numpy(out.bias).copy()
+    params = decoder.output_shape[-1]  # 2c: c locations, then c log-scales
+    bias.reshape(-1, params)[:, params // 2 :] = INITIAL_LOG_SCALE
+    out.bias.assign(bias)
+    return decoder
+
+
 def dense_encoder(input_shape, latent_dim, hidden=(500, 500), activation="softplus"):
     """q(z|x): an MLP from images of ``input_shape`` to ``[z_mean, z_log_var]``."""
     x = keras.Input(shape=tuple(input_shape), name="x")
@@ -60,14 +113,19 @@ def dense_encoder(input_shape, latent_dim, hidden=(500, 500), activation="softpl
     return keras.Model(x, list(_gaussian_head(h, latent_dim)), name="encoder")
 
 
-def dense_decoder(latent_dim, output_shape, hidden=(500, 500), activation="softplus"):
-    """p(x|z): an MLP from ``z`` to the logits of ``output_shape`` Bernoulli pixels."""
+def dense_decoder(latent_dim, output_shape, hidden=(500, 500), activation="softplus", likelihood="bernoulli"):
+    """p(x|z): an MLP from ``z`` to the parameters of ``likelihood`` for images of ``output_shape``.
+
+    The output has ``decoder_output_shape(output_shape, likelihood)``: logits for ``bernoulli``,
+    locations and log-scales for ``logistic``.
+    """
+    out_shape = decoder_output_shape(output_shape, likelihood)
     z = keras.Input(shape=(latent_dim,), name="z")
     h = z
     for units in reversed(hidden):
         h = layers.Dense(units, activation=activation)(h)
-    h = layers.Dense(math.prod(output_shape), name="logits")(h)
-    return keras.Model(z, layers.Reshape(tuple(output_shape))(h), name="decoder")
+    h = layers.Dense(math.prod(out_shape), name="logits")(h)
+    return _init_log_scales(keras.Model(z, layers.Reshape(out_shape)(h), name="decoder"), likelihood)
 
 
 def conv_encoder(input_shape, latent_dim, filters=(32, 64), dense_units=256):
@@ -83,9 +141,12 @@ def conv_encoder(input_shape, latent_dim, filters=(32, 64), dense_units=256):
     return keras.Model(x, list(_gaussian_head(h, latent_dim)), name="encoder")
 
 
-def conv_decoder(latent_dim, output_shape, filters=(64, 32), dense_units=256):
-    """p(x|z): the mirror of ``conv_encoder``, ending in per-pixel logits of ``output_shape``."""
-    output_shape = tuple(output_shape)
+def conv_decoder(latent_dim, output_shape, filters=(64, 32), dense_units=256, likelihood="bernoulli"):
+    """p(x|z): the mirror of ``conv_encoder``, ending in the per-pixel parameters of ``likelihood``.
+
+    The output has ``decoder_output_shape(output_shape, likelihood)``.
+    """
+    output_shape = decoder_output_shape(output_shape, likelihood)
     height, width = output_shape[:2]
     channels = output_shape[2] if len(output_shape) == 3 else 1
     scale = 2 ** len(filters)
@@ -101,23 +162,27 @@ def conv_decoder(latent_dim, output_shape, filters=(64, 32), dense_units=256):
     for n in filters:
         h = layers.Conv2DTranspose(n, 3, strides=2, padding="same", activation="relu")(h)
     h = layers.Conv2D(channels, 3, padding="same", name="logits")(h)
-    return keras.Model(z, layers.Reshape(output_shape)(h), name="decoder")
+    return _init_log_scales(keras.Model(z, layers.Reshape(output_shape)(h), name="decoder"), likelihood)
 
 
 @keras.saving.register_keras_serializable(package="vae_utils")
 class VAE(keras.Model):
-    """A VAE with a Gaussian posterior, a standard normal prior and a Bernoulli decoder.
+    """A VAE with a Gaussian posterior, a standard normal prior and a Bernoulli or logistic decoder.
 
-    ``call(x)`` returns ``{"logits", "z_mean", "z_log_var"}``; ``compute_loss`` returns the negative
-    ELBO averaged over the batch and tracks its two parts as the metrics ``reconstruction``
-    (``-E_q[log p(x|z)]``) and ``kl``, so ``fit`` and ``evaluate`` report them separately.
-    Train with ``model.compile(optimizer=...)`` and ``model.fit(x)``: no labels, no loss argument.
+    ``call(x)`` returns ``{"logits", "z_mean", "z_log_var"}`` (``logits``: the decoder's output, the
+    parameters of ``likelihood``); ``compute_loss`` returns the negative ELBO averaged over the batch
+    and tracks its two parts as the metrics ``reconstruction`` (``-E_q[log p(x|z)]``) and ``kl``, so
+    ``fit`` and ``evaluate`` report them separately. Train with ``model.compile(optimizer=...)`` and
+    ``model.fit(x)``: no labels, no loss argument. ``likelihood`` is one of ``LIKELIHOODS``; the
+    decoder must have been built for it (``dense_decoder(..., likelihood=...)``).
     """
 
-    def __init__(self, encoder, decoder, seed=None, **kwargs):
+    def __init__(self, encoder, decoder, seed=None, likelihood="bernoulli", **kwargs):
         super().__init__(**kwargs)
+        _check_likelihood(likelihood)
         self.encoder = encoder
         self.decoder = decoder
+        self.likelihood = likelihood
         self.sampling = Sampling(seed=seed)
         self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction")
         self.kl_tracker = keras.metrics.Mean(name="kl")
@@ -127,8 +192,40 @@ class VAE(keras.Model):
         z = self.sampling([z_mean, z_log_var])
         return {"logits": self.decoder(z), "z_mean": z_mean, "z_log_var": z_log_var}
 
+    def log_likelihood(self, x, params):
+        """log p(x|z) per example, from the decoder's output ``params`` for codes z."""
+        if self.likelihood == "bernoulli":
+            return losses.bernoulli_log_likelihood(x, params)
+        loc, log_scale = ops.split(params, 2, axis=-1)
+        return losses.discretized_logistic_log_likelihood(x, loc, log_scale)
+
+    def mean_image(self, params):
+        """An image in [0, 1] to show for the decoder's output: the pixel probabilities of a
+        Bernoulli decoder, the (clipped) locations of a logistic one, which is each sub-pixel's mode."""
+        if self.likelihood == "bernoulli":
+            return ops.sigmoid(params)
+        loc, _ = ops.split(params, 2, axis=-1)
+        return ops.clip(loc, 0.0, 1.0)
+
+    def decode(self, z, batch_size=500):
+        """Decode codes ``z`` (NumPy, ``(n, latent_dim)``) to images in [0, 1] (NumPy)."""
+        z = np.asarray(z, dtype="float32")
+        out = [
+            ops.convert_to_numpy(self.mean_image(self.decoder(z[i : i + batch_size])))
+            for i in range(0, len(z), batch_size)
+        ]
+        return np.concatenate(out)
+
+    def encode(self, x, batch_size=500):
+        """The posterior means of ``x`` (NumPy): the codes used for plots and interpolation."""
+        x = np.asarray(x, dtype="float32")
+        out = [
+            ops.convert_to_numpy(self.encoder(x[i : i + batch_size])[0]) for i in range(0, len(x), batch_size)
+        ]
+        return np.concatenate(out)
+
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        reconstruction = -ops.mean(losses.bernoulli_log_likelihood(x, y_pred["logits"]))
+        reconstruction = -ops.mean(self.log_likelihood(x, y_pred["logits"]))
         kl = ops.mean(losses.gaussian_kl(y_pred["z_mean"], y_pred["z_log_var"]))
         self.reconstruction_tracker.update_state(reconstruction)
         self.kl_tracker.update_state(kl)
@@ -143,6 +240,7 @@ class VAE(keras.Model):
             "encoder": keras.saving.serialize_keras_object(self.encoder),
             "decoder": keras.saving.serialize_keras_object(self.decoder),
             "seed": self.sampling.seed,
+            "likelihood": self.likelihood,
         }
 
     @classmethod

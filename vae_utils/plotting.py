@@ -1,7 +1,9 @@
 """Figures shared by the notebooks: image grids, reconstructions, latent plots, training curves.
 
 Each function returns a ``matplotlib.figure.Figure`` so that notebooks can show it and ``repro`` can
-save it. Introduced in ``notebooks/01_vae_mnist.ipynb``.
+save it. Images are grey, ``(n, h, w)`` or ``(n, h, w, 1)``, or RGB, ``(n, h, w, 3)``, with values in
+[0, 1]. Introduced in ``notebooks/01_vae_mnist.ipynb``; the interpolation grids and latent traversals
+in ``notebooks/03_cifar_horse_car_interpolation.ipynb``.
 """
 
 from __future__ import annotations
@@ -13,35 +15,59 @@ import numpy as np
 import seaborn as sns
 from scipy.stats import norm
 
+from .latent import traverse
+
 __all__ = [
     "image_grid",
+    "interpolation_grid",
     "latent_manifold",
     "latent_scatter",
+    "latent_traversal",
     "reconstructions",
     "training_curves",
 ]
 
 
-def _as_images(images):
+def _as_images(images, batch_axes=1):
+    """Drop a single grey channel; check for ``batch_axes`` leading axes, then ``(h, w)`` or ``(h, w, 3)``."""
     images = np.asarray(images)
-    if images.ndim == 4 and images.shape[-1] == 1:
+    batch = "(n, " if batch_axes == 1 else "(rows, cols, "
+    if images.ndim == batch_axes + 3 and images.shape[-1] == 1:
         images = images[..., 0]
-    if images.ndim not in (3, 4):
+    if images.ndim not in (batch_axes + 2, batch_axes + 3):
         raise ValueError(
-            f"expected a batch of images (n, h, w) or (n, h, w, channels), found shape {images.shape}"
+            f"expected a batch of images {batch}h, w) or {batch}h, w, channels), found shape {images.shape}"
         )
+    if images.ndim == batch_axes + 3 and images.shape[-1] != 3:
+        raise ValueError(f"expected grey (1 channel) or RGB (3 channels) images, found shape {images.shape}")
     return images
 
 
+def _show(ax, image):
+    """One image in one panel, without axes: grey images on a fixed [0, 1] grey scale."""
+    ax.imshow(image, cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=1)
+    ax.axis("off")
+
+
+def _label_row(ax, label):
+    """Write ``label`` to the left of the panel ``ax`` (the first of a row); visible with axes off."""
+    ax.text(-0.08, 0.5, str(label), transform=ax.transAxes, ha="right", va="center", fontsize=8)
+
+
+def _check_labels(labels, count, what):
+    if labels is not None and len(labels) != count:
+        raise ValueError(f"{count} {what} of images but {len(labels)} {what[:-1]} labels")
+
+
 def image_grid(images, n_cols=10, titles=None, scale=1.0, suptitle=None):
-    """Show a batch of images in a grid of ``n_cols`` columns, one panel per image."""
+    """Show a batch of grey or RGB images in a grid of ``n_cols`` columns, one panel per image."""
     images = _as_images(images)
     n_rows = math.ceil(len(images) / n_cols)
     fig, axes = plt.subplots(n_rows, n_cols, figsize=(scale * n_cols, scale * n_rows), squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i < len(images):
-            ax.imshow(images[i], cmap="gray" if images.ndim == 3 else None, vmin=0, vmax=1)
+            _show(ax, images[i])
             if titles is not None:
                 ax.set_title(str(titles[i]), fontsize=8)
     if suptitle:
@@ -51,14 +77,60 @@ def image_grid(images, n_cols=10, titles=None, scale=1.0, suptitle=None):
 
 
 def reconstructions(x, x_reconstructed, n=10):
-    """Originals (top row) above their reconstructions (bottom row)."""
+    """Originals (top row, labelled "input") above their reconstructions (bottom row)."""
     x, x_reconstructed = _as_images(x)[:n], _as_images(x_reconstructed)[:n]
     if x.shape != x_reconstructed.shape:
         raise ValueError(f"originals {x.shape} and reconstructions {x_reconstructed.shape} differ in shape")
-    fig = image_grid(np.concatenate([x, x_reconstructed]), n_cols=len(x))
-    fig.axes[0].set_title("input", fontsize=8, loc="left")
-    fig.axes[len(x)].set_title("reconstruction", fontsize=8, loc="left")
+    return interpolation_grid(np.stack([x, x_reconstructed]), row_labels=["input", "reconstruction"])
+
+
+def interpolation_grid(images, row_labels=None, col_labels=None, scale=1.0, title=None):
+    """Images of shape ``(rows, cols, h, w[, c])`` as a rows x cols grid of panels.
+
+    One row per interpolation method (lerp, slerp, in pixel space...), or a 2-D grid of decoded codes
+    whose corners are real images. Row labels are written to the left of each row, column labels
+    above the first row.
+    """
+    images = _as_images(images, batch_axes=2)
+    n_rows, n_cols = images.shape[:2]
+    _check_labels(row_labels, n_rows, "rows")
+    _check_labels(col_labels, n_cols, "columns")
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(scale * n_cols, scale * n_rows), squeeze=False)
+    for i in range(n_rows):
+        for j in range(n_cols):
+            _show(axes[i, j], images[i, j])
+        if row_labels is not None:
+            _label_row(axes[i, 0], row_labels[i])
+    if col_labels is not None:
+        for j, label in enumerate(col_labels):
+            axes[0, j].set_title(str(label), fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
     return fig
+
+
+def latent_traversal(decode, z, dims, values, image_shape, scale=1.0):
+    """Decode ``z`` with one coordinate swept through ``values``: a row per dimension in ``dims``.
+
+    Row ``i`` shows ``decode`` of ``z`` with ``z[dims[i]]`` set to each value in turn (labelled
+    ``z_<dim>``), the columns are labelled with the values. ``decode`` maps float32 codes ``(m, d)`` to
+    images of ``image_shape`` with values in [0, 1]; it is called once, with all the codes.
+    """
+    dims, values = list(dims), np.asarray(values, dtype=np.float64)
+    if not dims:
+        raise ValueError("latent_traversal needs at least one dimension in dims, found none")
+    codes = np.concatenate([traverse(z, dim, values) for dim in dims])
+    images = np.asarray(decode(codes))
+    expected = (len(codes), *image_shape)
+    if images.size != np.prod(expected):
+        raise ValueError(
+            f"decode should return {len(codes)} images of shape {tuple(image_shape)}, found {images.shape}"
+        )
+    images = images.reshape(len(dims), len(values), *image_shape)
+    return interpolation_grid(
+        images, row_labels=[f"z_{dim}" for dim in dims], col_labels=[f"{v:.3g}" for v in values], scale=scale
+    )
 
 
 def latent_manifold(decode, n=20, image_shape=(28, 28), scale=0.5):

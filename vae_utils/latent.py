@@ -1,0 +1,97 @@
+"""Paths through a latent space: linear and spherical interpolation, 2-D grids, traversals.
+
+NumPy in, NumPy (float32) out, one code per row, ready for a decoder. Introduced in
+``notebooks/03_cifar_horse_car_interpolation.ipynb``, where a horse is decoded into a car.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["bilinear", "lerp", "slerp", "traverse"]
+
+
+def _code(z, name):
+    z = np.asarray(z, dtype=np.float64)
+    if z.ndim != 1:
+        raise ValueError(f"{name} must be one latent code of shape (d,), found shape {z.shape}")
+    return z
+
+
+def _codes(names, codes):
+    codes = [_code(z, name) for name, z in zip(names, codes)]
+    shapes = {z.shape for z in codes}
+    if len(shapes) > 1:
+        found = ", ".join(f"{name} {z.shape}" for name, z in zip(names, codes))
+        raise ValueError(f"the codes must have the same dimension, found {found}")
+    return codes
+
+
+def _steps(n, name="n"):
+    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 2:
+        raise ValueError(f"{name} must be an integer >= 2 (the path includes both ends), found {n!r}")
+    return np.linspace(0.0, 1.0, n)
+
+
+def lerp(z0, z1, n):
+    """``n`` codes evenly spaced on the segment from ``z0`` to ``z1``, both ends included: ``(n, d)``.
+
+    ``z(t) = (1 - t) z0 + t z1`` for ``t = 0, 1/(n-1), ..., 1``.
+    """
+    z0, z1 = _codes(("z0", "z1"), (z0, z1))
+    t = _steps(n)[:, None]
+    return ((1.0 - t) * z0 + t * z1).astype(np.float32)
+
+
+def slerp(z0, z1, n, tol=1e-6):
+    """``n`` codes on the spherical path from ``z0`` to ``z1`` (Shoemake, 1985), both ends included.
+
+    ``z(t) = sin((1 - t) w) / sin(w) z0 + sin(t w) / sin(w) z1`` with ``w`` the angle between the codes.
+    Under a Gaussian prior in many dimensions almost all mass lies near the sphere of radius ``sqrt(d)``;
+    the midpoint of a straight line between two such codes falls inside it, where the decoder saw almost
+    no codes, while the spherical path keeps the norm (exactly, if the ends have equal norms): White
+    (2016), "Sampling generative networks". When the codes are parallel or antiparallel within ``tol``
+    radians (or one is zero) the plane of rotation is undefined and ``lerp`` is returned instead; for
+    antiparallel codes that path goes through the origin.
+    """
+    z0, z1 = _codes(("z0", "z1"), (z0, z1))
+    t = _steps(n)[:, None]
+    n0, n1 = np.linalg.norm(z0), np.linalg.norm(z1)
+    if n0 == 0.0 or n1 == 0.0:
+        return lerp(z0, z1, n)
+    u0, u1 = z0 / n0, z1 / n1
+    angle = 2.0 * np.arctan2(np.linalg.norm(u0 - u1), np.linalg.norm(u0 + u1))  # accurate near 0 and pi
+    if angle < tol or np.pi - angle < tol:
+        return lerp(z0, z1, n)
+    path = (np.sin((1.0 - t) * angle) * z0 + np.sin(t * angle) * z1) / np.sin(angle)
+    path[0], path[-1] = z0, z1
+    return path.astype(np.float32)
+
+
+def bilinear(z_top_left, z_top_right, z_bottom_left, z_bottom_right, n_rows, n_cols):
+    """A ``(n_rows, n_cols, d)`` grid of codes whose four corners are the four given codes.
+
+    ``z(s, t) = (1-s)(1-t) z_tl + (1-s) t z_tr + s (1-t) z_bl + s t z_br`` with ``s`` going down the
+    rows and ``t`` across the columns, each from 0 to 1; the edges are ``lerp`` between two corners.
+    """
+    names = ("z_top_left", "z_top_right", "z_bottom_left", "z_bottom_right")
+    tl, tr, bl, br = _codes(names, (z_top_left, z_top_right, z_bottom_left, z_bottom_right))
+    s = _steps(n_rows, "n_rows")[:, None, None]
+    t = _steps(n_cols, "n_cols")[None, :, None]
+    grid = (1 - s) * (1 - t) * tl + (1 - s) * t * tr + s * (1 - t) * bl + s * t * br
+    return grid.astype(np.float32)
+
+
+def traverse(z, dim, values):
+    """Copies of ``z``, one per value, with coordinate ``dim`` set to that value: ``(len(values), d)``."""
+    z = _code(z, "z")
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim != 1:
+        raise ValueError(f"values must be a 1-D sequence of numbers, found shape {values.shape}")
+    if isinstance(dim, bool) or not isinstance(dim, int | np.integer) or not 0 <= dim < len(z):
+        raise ValueError(
+            f"dim must be an integer in [0, {len(z)}) for codes of dimension {len(z)}, found {dim!r}"
+        )
+    codes = np.repeat(z[None], len(values), axis=0)
+    codes[:, dim] = values
+    return codes.astype(np.float32)
