@@ -52,6 +52,7 @@ __all__ = [
     "DATASETS",
     "ArraySpec",
     "BinarizedBatches",
+    "SemiSupervisedBatches",
     "DataError",
     "Dataset",
     "Source",
@@ -1065,7 +1066,8 @@ class SemiSupervisedBatches(keras.utils.PyDataset):
             )
         if len(x_unlabelled) < unlabelled_batch:
             raise ValueError(
-                f"unlabelled_batch={unlabelled_batch} is larger than the {len(x_unlabelled)} unlabelled examples"
+                f"unlabelled_batch={unlabelled_batch} is larger than the {len(x_unlabelled)} "
+                "unlabelled examples"
             )
         self.x_labelled = x_labelled
         self.y_labelled = y_labelled

@@ -118,3 +118,28 @@ def bits_per_dim(log_likelihood, num_dims):
     if num_dims < 1:
         raise ValueError(f"num_dims must be positive, found {num_dims}")
     return -float(np.mean(log_likelihood)) / (num_dims * math.log(2.0))
+
+
+def accuracy(model, x, y, batch_size=500):
+    """The fraction of examples whose predicted class is ``y``: a float in [0, 1].
+
+    Predictions come from ``model.classify(x, batch_size=...)`` if the model has it (a
+    ``models.SemiSupervisedVAE``: ``argmax_y q(y|x)``), else from the argmax of ``model.predict(x)``.
+    ``y`` holds integer labels ``(n,)`` or one-hot rows ``(n, K)``.
+    """
+    x = _as_batch(x, batch_size)
+    y = np.asarray(y)
+    if y.ndim == 2:
+        y = y.argmax(axis=-1)
+    if y.ndim != 1 or len(y) != len(x):
+        raise ValueError(
+            f"y must hold one label per example of x, shape ({len(x)},) or ({len(x)}, K); found {y.shape}"
+        )
+    if hasattr(model, "classify"):
+        predicted = np.asarray(model.classify(x, batch_size=batch_size))
+    else:
+        predicted = np.argmax(np.asarray(model.predict(x, batch_size=batch_size, verbose=0)), axis=-1)
+    return float(np.mean(predicted.reshape(-1) == y))
+
+
+__all__ += ["accuracy"]

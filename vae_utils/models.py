@@ -342,7 +342,7 @@ def _output_dim(model):
 
 @keras.saving.register_keras_serializable(package="vae_utils")
 class SemiSupervisedVAE(keras.Model):
-    r"""M2 (Kingma et al., 2014): a VAE with a latent class ``y`` that is observed for a few examples.
+    """M2 (Kingma et al., 2014): a VAE with a latent class ``y`` that is observed for a few examples.
 
     Generative model: ``p(y) = 1/K`` (uniform over ``K = n_classes``), ``p(z) = N(0, I)``,
     ``p(x|y,z)`` Bernoulli (or Gaussian) with parameters ``decoder([z, y])``. Inference model: a classifier
@@ -378,19 +378,20 @@ class SemiSupervisedVAE(keras.Model):
 
         loss = mean_l(-L(x, y)) + mean_u(-U(x)) + alpha * mean_l(-log q(y|x))
 
-    The weighting, against the paper's objective over the whole data set,
-    ``J^alpha = sum_l -L + sum_u -U + alpha' E_l[-log q(y|x)]`` with ``alpha' = 0.1 N`` (N = N_l + N_u).
-    In expectation over batches the loss above is ``E_l[-L] + E_u[-U] + alpha E_l[-log q]``; times ``N_l``
-    it is ``sum_l -L + (N_l / N_u) sum_u -U + 0.1 N E_l[-log q]`` for the default ``alpha``: the paper's
-    ``J^alpha`` with the same classification weight relative to the labelled bound, but with the
-    unlabelled sum weighted by ``N_l / N_u``, i.e. every labelled example's bound counts as much as all
-    ``N_u / N_l`` unlabelled examples per labelled one together. We use per-example means because the
-    batches are mixed with fixed sizes (the small labelled set is cycled, ``data.SemiSupervisedBatches``):
+    How this weights the paper's objective over the whole data set,
+    ``J^alpha = sum_l -L + sum_u -U + alpha' E_l[-log q(y|x)]`` with ``alpha' = 0.1 N``, N = N_l + N_u
+    (``N_l`` labelled, ``N_u`` unlabelled examples). In expectation over batches the loss above is
+    ``E_l[-L] + E_u[-U] + alpha E_l[-log q]``; times ``N_l``, with the default ``alpha``, it is
+    ``sum_l -L + (N_l / N_u) sum_u -U + 0.1 N E_l[-log q]``: the paper's ``J^alpha``, with the same
+    classification weight relative to the labelled bound, except that the unlabelled sum is scaled by
+    ``N_l / N_u``. Over an epoch the labelled and the unlabelled sets get equal total weight, where the
+    paper weights them ``N_l : N_u``. We use per-example means because the batches mix fixed numbers of
+    labelled and unlabelled examples (the small labelled set is cycled, ``data.SemiSupervisedBatches``):
     each term's scale is then independent of ``B_l``, ``B_u`` and the size of the data set, the loss is in
-    nats per example like the VAE's, and ``alpha`` keeps its meaning (the weight of a labelled example's
-    cross-entropy against its bound, the ratio of the paper's code). The paper's exact ratio of the two
-    bounds would be a weight ``N_l / N_u`` on ``mean_l(-L)``; with 100 labels out of 50 000 that makes the
-    labelled bound negligible, and the labels then act through the classifier only.
+    nats per example like the VAE's, and ``alpha`` is the weight of a labelled example's cross-entropy
+    against its bound, as in the paper's code. The paper's exact balance would put a weight ``N_l / N_u``
+    on ``mean_l(-L)`` (and on the cross-entropy); with 100 labels among 50 000 examples that makes the
+    labelled terms all but vanish from each batch's gradient.
 
     Training batches (``fit``) are dicts with the keys of ``SEMI_SUPERVISED_KEYS``: ``x_labelled``
     ``(B_l, ...)``, ``y_labelled`` (one-hot ``(B_l, K)``, or integer labels ``(B_l,)``) and ``x_unlabelled``
@@ -437,6 +438,8 @@ class SemiSupervisedVAE(keras.Model):
         self.unlabelled_tracker = keras.metrics.Mean(name="unlabelled_loss")
         self.classification_tracker = keras.metrics.Mean(name="classification_loss")
         self.accuracy_tracker = keras.metrics.Mean(name="accuracy")
+        # nothing of its own to build: the sub-models arrive built, so the model can be saved before use
+        self.built = True
 
     @staticmethod
     def _resolve_alpha(alpha, n_total, n_labelled):

@@ -1,0 +1,372 @@
+"""M2, the semi-supervised VAE: its bounds against explicit references, its batches, training and saving."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+from scipy.special import log_softmax, softmax
+
+from vae_utils import data, evaluate, models
+
+K, LATENT, SHAPE = 3, 2, (4, 4)
+
+
+def _m2(likelihood="bernoulli", decoder=None, n_classes=K, shape=SHAPE, hidden=(8,), **kwargs):
+    keras.utils.set_random_seed(0)
+    kwargs.setdefault("alpha", 1.0)
+    return models.SemiSupervisedVAE(
+        models.m2_classifier(shape, n_classes, hidden=hidden),
+        models.m2_encoder(shape, n_classes, LATENT, hidden=hidden),
+        decoder or models.m2_decoder(LATENT, n_classes, shape, hidden=hidden, likelihood=likelihood),
+        n_classes=n_classes,
+        likelihood=likelihood,
+        seed=0,
+        **kwargs,
+    )
+
+
+def _inputs(likelihood, n=5, seed=1):
+    rng = np.random.default_rng(seed)
+    if likelihood == "bernoulli":
+        return (rng.random((n, *SHAPE)) < 0.5).astype("float32")
+    return rng.standard_normal((n, *SHAPE)).astype("float32")
+
+
+def _reference_unlabelled(model, x, eps):
+    """-U(x) from a loop over the classes, one sub-model call per class, the density in NumPy."""
+    n = len(x)
+    neg_elbo = np.zeros((n, K))
+    for k in range(K):
+        y = np.zeros((n, K), "float32")
+        y[:, k] = 1.0
+        z_mean, z_log_var = (ops.convert_to_numpy(t).astype(np.float64) for t in model.encoder([x, y]))
+        z = z_mean + np.exp(0.5 * z_log_var) * eps[:, k]
+        params = ops.convert_to_numpy(model.decoder([z.astype("float32"), y])).astype(np.float64)
+        if model.likelihood == "bernoulli":
+            log_px = (x * params - np.logaddexp(0.0, params)).reshape(n, -1).sum(axis=1)
+        else:
+            mean, log_var = np.split(params, 2, axis=-1)
+            log_px = (-0.5 * (np.log(2 * np.pi) + log_var + (x - mean) ** 2 / np.exp(log_var))).reshape(n, -1)
+            log_px = log_px.sum(axis=1)
+        kl = 0.5 * np.sum(np.exp(z_log_var) + z_mean**2 - 1.0 - z_log_var, axis=1)
+        neg_elbo[:, k] = -(log_px + np.log(1.0 / K)) + kl
+    logits = ops.convert_to_numpy(model.classifier(x)).astype(np.float64)
+    q = softmax(logits, axis=1)
+    entropy = -np.sum(q * log_softmax(logits, axis=1), axis=1)
+    return np.sum(q * neg_elbo, axis=1) - entropy, neg_elbo
+
+
+@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
+def test_unlabelled_loss_matches_a_per_class_reference(likelihood):
+    model = _m2(likelihood)
+    x = _inputs(likelihood)
+    eps = np.random.default_rng(2).standard_normal((len(x), K, LATENT)).astype("float32")
+    expected, neg_elbo = _reference_unlabelled(model, x, eps)
+    found = ops.convert_to_numpy(model.unlabelled_loss(x, eps=eps))
+    np.testing.assert_allclose(found, expected, rtol=1e-5, atol=1e-4)
+    all_classes = ops.convert_to_numpy(model.negative_elbo_all_classes(x, eps=eps))
+    np.testing.assert_allclose(all_classes, neg_elbo, rtol=1e-5, atol=1e-4)
+    # the labelled bound of class k is column k, for one-hot and for integer labels
+    labels = np.arange(len(x)) % K
+    for y in (labels, np.eye(K, dtype="float32")[labels]):
+        labelled = ops.convert_to_numpy(model.negative_elbo(x, y, eps=eps[np.arange(len(x)), labels]))
+        np.testing.assert_allclose(labelled, neg_elbo[np.arange(len(x)), labels], rtol=1e-5, atol=1e-4)
+
+
+def _set_logits_bias(model, bias):
+    out = model.classifier.get_layer("logits")
+    out.kernel.assign(np.zeros(out.kernel.shape, "float32"))
+    out.bias.assign(np.asarray(bias, "float32"))
+
+
+def test_the_entropy_makes_the_uniform_classifier_best_when_every_class_explains_x_equally():
+    model = _m2()
+    # cut y out of q(z|x,y) and p(x|y,z): the first layers' kernel rows that read the one-hot label
+    d = math.prod(SHAPE)
+    for sub, rows in ((model.encoder, slice(d, None)), (model.decoder, slice(LATENT, None))):
+        dense = next(layer for layer in sub.layers if isinstance(layer, keras.layers.Dense))
+        kernel, bias = dense.get_weights()
+        kernel[rows] = 0.0
+        dense.set_weights([kernel, bias])
+    x = _inputs("bernoulli")
+    eps = np.broadcast_to(np.random.default_rng(3).standard_normal((len(x), 1, LATENT)), (len(x), K, LATENT))
+    neg_elbo = ops.convert_to_numpy(model.negative_elbo_all_classes(x, eps=eps))
+    np.testing.assert_allclose(neg_elbo, np.repeat(neg_elbo[:, :1], K, axis=1), rtol=1e-6)
+    _set_logits_bias(model, np.zeros(K))
+    uniform = ops.convert_to_numpy(model.unlabelled_loss(x, eps=eps))
+    np.testing.assert_allclose(uniform, neg_elbo[:, 0] - np.log(K), rtol=1e-6)  # -U = -L - log K
+    _set_logits_bias(model, [8.0, 0.0, 0.0])
+    peaked = ops.convert_to_numpy(model.unlabelled_loss(x, eps=eps))
+    assert np.all(peaked > uniform + 0.9 * np.log(K))  # -U(peaked) ~ -L: the entropy bonus is lost
+
+
+class _CountingDecoder(keras.Model):
+    """Wraps a decoder and records the number of rows of every call."""
+
+    def __init__(self, decoder, **kwargs):
+        super().__init__(**kwargs)
+        self.decoder = decoder
+        self.rows = []
+
+    def call(self, inputs):
+        self.rows.append(int(inputs[0].shape[0]))
+        return self.decoder(inputs)
+
+
+def test_the_unlabelled_loss_decodes_all_classes_in_one_batched_call():
+    counting = _CountingDecoder(models.m2_decoder(LATENT, K, SHAPE, hidden=(8,)))
+    model = _m2(decoder=counting)
+    x = _inputs("bernoulli", n=6)
+    assert tuple(model.unlabelled_loss(x).shape) == (6,)
+    assert counting.rows == [6 * K]
+
+
+def test_alpha_defaults_to_the_papers_weight_or_is_given():
+    assert _m2(alpha=None, n_total=400, n_labelled=40).alpha == pytest.approx(1.0)  # 0.1 * 400 / 40
+    assert _m2(alpha=0.25).alpha == 0.25
+    with pytest.raises(ValueError, match=r"needs alpha, or n_total and n_labelled.*found n_total=None"):
+        _m2(alpha=None)
+    with pytest.raises(ValueError, match="not both"):
+        _m2(alpha=1.0, n_total=400, n_labelled=40)
+    with pytest.raises(ValueError, match="found n_labelled=50 > n_total=40"):
+        _m2(alpha=None, n_total=40, n_labelled=50)
+    with pytest.raises(ValueError, match="n_classes=4 classes, found an output of last dimension 3"):
+        models.SemiSupervisedVAE(
+            models.m2_classifier(SHAPE, K),
+            models.m2_encoder(SHAPE, 4, LATENT),
+            models.m2_decoder(LATENT, 4, SHAPE),
+            n_classes=4,
+            alpha=1.0,
+        )
+    with pytest.raises(ValueError, match=r"likelihood must be one of \('bernoulli', 'gaussian'\)"):
+        _m2(likelihood="logistic")
+
+
+def test_a_batch_loss_is_the_two_mean_bounds_plus_alpha_times_the_mean_cross_entropy():
+    model = _m2(alpha=None, n_total=70, n_labelled=10)  # alpha = 0.7
+    x_l, x_u = _inputs("bernoulli", n=4, seed=4), _inputs("bernoulli", n=6, seed=5)
+    y_l = np.array([0, 1, 2, 1])
+    batch = {"x_labelled": x_l, "y_labelled": np.eye(K, dtype="float32")[y_l], "x_unlabelled": x_u}
+    y_pred = model(batch)
+    terms = {key: ops.convert_to_numpy(value) for key, value in y_pred.items()}
+    assert {key: value.shape for key, value in terms.items()} == {
+        "labelled": (4,),
+        "unlabelled": (6,),
+        "classification": (4,),
+        "correct": (4,),
+    }
+    logits = ops.convert_to_numpy(model.classifier(x_l)).astype(np.float64)
+    cross_entropy = -log_softmax(logits, axis=1)[np.arange(4), y_l]
+    np.testing.assert_allclose(terms["classification"], cross_entropy, rtol=1e-5)
+    np.testing.assert_array_equal(terms["correct"], logits.argmax(axis=1) == y_l)
+    loss = float(model.compute_loss(x=batch, y_pred=y_pred))
+    expected = terms["labelled"].mean() + terms["unlabelled"].mean() + 0.7 * cross_entropy.mean()
+    assert loss == pytest.approx(expected, rel=1e-5)
+    assert float(model.classification_tracker.result()) == pytest.approx(cross_entropy.mean(), rel=1e-5)
+    assert float(model.accuracy_tracker.result()) == pytest.approx(terms["correct"].mean())
+
+
+# --- batches ------------------------------------------------------------------------------------------
+
+
+def _indexed(n, offset=0.0):
+    """Float examples whose every value is their index (plus ``offset``): each one identifiable."""
+    return np.broadcast_to((np.arange(n, dtype="float32") + offset)[:, None, None], (n, *SHAPE)).copy()
+
+
+def test_semi_supervised_batches_cycle_the_labels_and_walk_the_unlabelled_set_once():
+    x_l, y_l, x_u = _indexed(10, offset=0.5), np.arange(10) % 5, _indexed(40, offset=100.0)
+    batches = data.SemiSupervisedBatches(x_l, y_l, x_u, 4, 8, seed=0, binarize=False, n_classes=5)
+    assert len(batches) == 5
+    orders = []
+    for _ in range(2):
+        seen_l, seen_u = [], []
+        for i in range(len(batches)):
+            batch = batches[i]
+            assert set(batch) == {"x_labelled", "y_labelled", "x_unlabelled"}
+            assert batch["x_labelled"].shape == (4, *SHAPE) and batch["x_unlabelled"].shape == (8, *SHAPE)
+            assert batch["y_labelled"].shape == (4, 5) and batch["y_labelled"].dtype == np.float32
+            labelled = (batch["x_labelled"][:, 0, 0] - 0.5).astype(int)
+            np.testing.assert_array_equal(batch["y_labelled"], np.eye(5)[labelled % 5])  # labels follow x
+            np.testing.assert_array_equal(batch["x_labelled"], x_l[labelled])  # float mode: untouched
+            seen_l.extend(labelled)
+            seen_u.extend((batch["x_unlabelled"][:, 0, 0] - 100.0).astype(int))
+        # 5 batches of 4 draw the 10 labelled examples twice each; the unlabelled set exactly once
+        assert np.bincount(seen_l, minlength=10).tolist() == [2] * 10
+        assert sorted(seen_u) == list(range(40))
+        orders.append(seen_u)
+        batches.on_epoch_end()
+    assert orders[0] != orders[1]  # reshuffled every epoch
+
+
+def test_semi_supervised_batches_binarise_afresh_every_epoch():
+    x_l = np.full((6, *SHAPE), 128, "uint8")
+    x_u = np.full((32, *SHAPE), 0.5, "float32")
+    batches = data.SemiSupervisedBatches(x_l, np.arange(6) % 3, x_u, 6, 16, seed=0, n_classes=3)
+    first = batches[0]
+    batches.on_epoch_end()
+    second = batches[0]
+    for key in ("x_labelled", "x_unlabelled"):
+        assert set(np.unique(first[key])) <= {0.0, 1.0} and first[key].dtype == np.float32
+        assert 0.3 < first[key].mean() < 0.7
+        assert not np.array_equal(first[key], second[key])  # identical images, fresh binarisations
+    again = data.SemiSupervisedBatches(x_l, np.arange(6) % 3, x_u, 6, 16, seed=0, n_classes=3)[0]
+    np.testing.assert_array_equal(again["x_unlabelled"], first["x_unlabelled"])  # reproducible for a seed
+
+
+@pytest.mark.parametrize(
+    ("x_l", "y_l", "x_u", "message"),
+    [
+        (np.zeros((10, 4)), np.zeros(9, int), np.zeros((20, 4)), "found 10 examples and 9 labels"),
+        (
+            np.zeros((10, 4)),
+            np.full(10, 3),
+            np.zeros((20, 4)),
+            r"\[0, n_classes=3\), found labels in \[3, 3\]",
+        ),
+        (np.zeros((10, 4)), np.zeros(10), np.zeros((20, 4)), "integer class labels of shape"),
+        (np.zeros((10, 4)), np.zeros(10, int), np.zeros((20, 5)), r"found \(4,\) and \(5,\)"),
+        (np.zeros((10, 4)), np.zeros(10, int), np.zeros((7, 4)), "unlabelled_batch=8 is larger than the 7"),
+    ],
+)
+def test_semi_supervised_batches_reject_inconsistent_inputs(x_l, y_l, x_u, message):
+    with pytest.raises(ValueError, match=message):
+        data.SemiSupervisedBatches(x_l, y_l, x_u, 4, 8, seed=0, binarize=False, n_classes=3)
+
+
+# --- training and saving ------------------------------------------------------------------------------
+
+
+def _toy_problem(n_classes=4, per_class=8, n_unlabelled=384, n_test=200, seed=0):
+    """Binary 8x8 prototypes with 5% flip noise: a few labels per class, a few hundred unlabelled."""
+    rng = np.random.default_rng(seed)
+    prototypes = rng.random((n_classes, 8, 8)) < 0.5
+
+    def draw(labels):
+        x = prototypes[labels]
+        return np.where(rng.random(x.shape) < 0.05, ~x, x).astype("float32")
+
+    y_l = np.repeat(np.arange(n_classes), per_class)
+    y_test = rng.integers(0, n_classes, n_test)
+    return draw(y_l), y_l, draw(rng.integers(0, n_classes, n_unlabelled)), draw(y_test), y_test
+
+
+def test_m2_trains_with_fit_and_classifies_held_out_data_well_above_chance():
+    x_l, y_l, x_u, x_test, y_test = _toy_problem()
+    keras.utils.set_random_seed(0)
+    model = models.SemiSupervisedVAE(
+        models.m2_classifier((8, 8), 4, hidden=(32,)),
+        models.m2_encoder((8, 8), 4, LATENT, hidden=(32,)),
+        models.m2_decoder(LATENT, 4, (8, 8), hidden=(32,)),
+        n_classes=4,
+        n_total=len(x_l) + len(x_u),
+        n_labelled=len(x_l),
+        seed=0,
+    )
+    before = evaluate.accuracy(model, x_test, y_test)
+    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    batches = data.SemiSupervisedBatches(x_l, y_l, x_u, 16, 64, seed=0, n_classes=4)
+    logs = model.fit(batches, epochs=8, verbose=0).history
+    assert {"loss", "labelled_loss", "unlabelled_loss", "classification_loss", "accuracy"} <= set(logs)
+    combined = np.add(logs["labelled_loss"], logs["unlabelled_loss"])
+    combined += model.alpha * np.asarray(logs["classification_loss"])
+    np.testing.assert_allclose(logs["loss"], combined, rtol=1e-4)
+    assert logs["loss"][-1] < logs["loss"][0]
+    after = evaluate.accuracy(model, x_test, y_test)
+    assert after > 0.8 > before  # chance is 0.25
+    assert logs["accuracy"][-1] > 0.8
+    predicted = np.argmax(model.predict(x_test, verbose=0), axis=-1)  # call(x): the classifier's logits
+    np.testing.assert_array_equal(predicted, model.classify(x_test, batch_size=64))
+
+
+def test_stacked_m2_with_a_gaussian_decoder_trains_on_float_features():
+    rng = np.random.default_rng(0)
+    centres = 3.0 * rng.standard_normal((2, 6))
+    y_l, y_u = np.repeat([0, 1], 4), rng.integers(0, 2, 128)
+    x_l = (centres[y_l] + 0.3 * rng.standard_normal((8, 6))).astype("float32")
+    x_u = (centres[y_u] + 0.3 * rng.standard_normal((128, 6))).astype("float32")
+    keras.utils.set_random_seed(0)
+    model = models.SemiSupervisedVAE(
+        models.m2_classifier((6,), 2, hidden=(16,)),
+        models.m2_encoder((6,), 2, LATENT, hidden=(16,)),
+        models.m2_decoder(LATENT, 2, (6,), hidden=(16,), likelihood="gaussian"),
+        n_classes=2,
+        alpha=1.0,
+        likelihood="gaussian",
+    )
+    assert tuple(model.decoder.output_shape) == (None, 12)  # a mean and a log-variance per feature
+    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    batches = data.SemiSupervisedBatches(x_l, y_l, x_u, 8, 32, seed=0, binarize=False, n_classes=2)
+    logs = model.fit(batches, epochs=4, verbose=0).history
+    assert np.all(np.isfinite(logs["loss"])) and logs["loss"][-1] < logs["loss"][0]
+
+
+def test_m2_saves_and_loads(tmp_path):
+    model = _m2("gaussian", alpha=None, n_total=90, n_labelled=9)
+    x = _inputs("gaussian")
+    eps = np.random.default_rng(2).standard_normal((len(x), K, LATENT)).astype("float32")
+    expected = ops.convert_to_numpy(model.unlabelled_loss(x, eps=eps))
+    model.save(tmp_path / "m2.keras")
+    loaded = keras.saving.load_model(tmp_path / "m2.keras")
+    assert isinstance(loaded, models.SemiSupervisedVAE)
+    assert (loaded.n_classes, loaded.likelihood, loaded.alpha) == (K, "gaussian", pytest.approx(1.0))
+    assert loaded.sampling.seed == 0
+    np.testing.assert_allclose(ops.convert_to_numpy(loaded.unlabelled_loss(x, eps=eps)), expected, rtol=1e-6)
+    np.testing.assert_array_equal(loaded.classify(x), model.classify(x))
+
+
+def test_a_batch_that_is_not_a_semi_supervised_dict_is_rejected():
+    model = _m2()
+    with pytest.raises(ValueError, match=r"keys \('x_labelled', 'y_labelled', 'x_unlabelled'\).*missing"):
+        model({"x_labelled": _inputs("bernoulli"), "y_labelled": np.zeros(5, int)})
+    model.compile(optimizer="adam")
+    with pytest.raises(ValueError, match="trains and evaluates on dict batches"):
+        model.fit(_inputs("bernoulli", n=8), epochs=1, verbose=0)
+
+
+def test_the_same_m2_code_trains_on_jax():
+    pytest.importorskip("jax")
+    script = textwrap.dedent(
+        """
+        import json, keras, numpy as np
+        from vae_utils import data, evaluate, models
+        keras.utils.set_random_seed(0)
+        rng = np.random.default_rng(0)
+        prototypes = rng.random((2, 8, 8)) < 0.5
+        def draw(y):
+            x = prototypes[y]
+            return np.where(rng.random(x.shape) < 0.05, ~x, x).astype("float32")
+        y_l, y_test = np.repeat([0, 1], 8), rng.integers(0, 2, 100)
+        x_l, x_u, x_test = draw(y_l), draw(rng.integers(0, 2, 256)), draw(y_test)
+        model = models.SemiSupervisedVAE(models.m2_classifier((8, 8), 2, hidden=(16,)),
+                                         models.m2_encoder((8, 8), 2, 2, hidden=(16,)),
+                                         models.m2_decoder(2, 2, (8, 8), hidden=(16,)),
+                                         n_classes=2, n_total=272, n_labelled=16, seed=0)
+        model.compile(optimizer=keras.optimizers.Adam(1e-2))
+        batches = data.SemiSupervisedBatches(x_l, y_l, x_u, 16, 64, seed=0, n_classes=2)
+        logs = model.fit(batches, epochs=4, verbose=0).history
+        print(json.dumps({"backend": keras.backend.backend(), **{k: v[-1] for k, v in logs.items()},
+                          "first_loss": logs["loss"][0], "alpha": model.alpha,
+                          "test_accuracy": evaluate.accuracy(model, x_test, y_test)}))
+        """
+    )
+    env = {**os.environ, "KERAS_BACKEND": "jax"}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["backend"] == "jax"
+    assert np.isfinite(result["loss"]) and result["loss"] < result["first_loss"]
+    expected = (
+        result["labelled_loss"] + result["unlabelled_loss"] + result["alpha"] * result["classification_loss"]
+    )
+    assert result["loss"] == pytest.approx(expected, rel=1e-4)
+    assert result["test_accuracy"] > 0.75  # chance is 0.5
