@@ -248,7 +248,10 @@ def default_backends() -> list[str]:
     return backends
 
 
-def print_header() -> None:
+TITLE = "VAE training and evaluation throughput (benchmarks/train_throughput.py)"
+
+
+def print_header(title: str = TITLE) -> None:
     # The parent only needs Keras's version: the light NumPy backend spares it TensorFlow's import.
     os.environ["KERAS_BACKEND"] = "numpy"
     from vae_utils import repro
@@ -256,7 +259,7 @@ def print_header() -> None:
     environment = repro.environment()
     hardware = environment["hardware"]
     versions = {name: v for name, v in environment["versions"].items() if name != "backend"}
-    print("VAE training and evaluation throughput (benchmarks/train_throughput.py)")
+    print(title)
     print(f"date:      {dt.datetime.now().astimezone().isoformat(timespec='seconds')}")
     print(f"command:   {shlex.join([sys.executable, *sys.argv])}")
     print(f"cpu:       {hardware['cpu']}, {hardware['cpu_count']} cores, {hardware['memory_gib']} GiB memory")
@@ -290,14 +293,17 @@ def child_command(workload: str, args: argparse.Namespace) -> list[str]:
     ]
 
 
-def run_child(backend: str, workload: str, args: argparse.Namespace) -> dict:
-    """Run one workload in a fresh process on ``backend``; return its result, or why there is none."""
+def run_child(backend: str, workload: str, args: argparse.Namespace, command=child_command) -> dict:
+    """Run one workload in a fresh process on ``backend``; return its result, or why there is none.
+
+    ``command(workload, args)`` is the child's command line (another benchmark passes its own).
+    """
     record = {"backend": backend, "workload": workload}
     module = BACKEND_MODULES[backend]
     if importlib.util.find_spec(module) is None:
         return {**record, "status": "skipped", "reason": f"module {module!r} is not installed"}
     environment = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    completed = subprocess.run(child_command(workload, args), env=environment, capture_output=True, text=True)
+    completed = subprocess.run(command(workload, args), env=environment, capture_output=True, text=True)
     json_lines = [line for line in completed.stdout.splitlines() if line.startswith("{")]
     if completed.returncode == 0 and json_lines:
         return {**record, **json.loads(json_lines[-1])}
