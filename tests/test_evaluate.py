@@ -140,3 +140,18 @@ def test_iwae_with_a_logistic_decoder_converges_to_the_exact_log_likelihood(tiny
     assert np.all(elbo < exact)
     # bits per dimension of a proper likelihood on 4 grey pixels
     assert 0 < evaluate.bits_per_dim(estimate, 4) < 8
+
+
+def test_a_model_without_its_own_likelihood_is_evaluated_as_bernoulli(tiny_vae, patterns):
+    # notebook 01 writes its own VAE class, with an encoder and a decoder of logits and nothing else
+    class NotebookVAE:
+        encoder, decoder = tiny_vae.encoder, tiny_vae.decoder
+
+    np.testing.assert_allclose(
+        evaluate.elbo(NotebookVAE(), patterns, seed=2), evaluate.elbo(tiny_vae, patterns, seed=2), rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        evaluate.iwae_log_likelihood(NotebookVAE(), patterns, k=50, seed=2),
+        evaluate.iwae_log_likelihood(tiny_vae, patterns, k=50, seed=2),
+        rtol=1e-6,
+    )

@@ -2,7 +2,8 @@
 
 All functions take a ``models.VAE`` (an ``encoder`` returning ``[z_mean, z_log_var]``, a ``decoder``
 returning the parameters of its likelihood, and ``log_likelihood(x, params)``) and NumPy data, and
-return NumPy values in nats.
+return NumPy values in nats. A model without ``log_likelihood``, such as the VAE written out in
+notebook 01, is taken to have a Bernoulli decoder that returns logits.
 The noise comes from a seeded NumPy generator, so an estimate is the same on every backend.
 Introduced in ``notebooks/01_vae_mnist.ipynb``.
 """
@@ -43,11 +44,18 @@ class _LogWeights(keras.Model):
         batch, k, latent = ops.shape(eps)
         params = self.vae.decoder(ops.reshape(z, (-1, latent)))  # (batch * k, ...), example-major
         x_rep = ops.repeat(x, k, axis=0)
-        log_px_z = ops.reshape(self.vae.log_likelihood(x_rep, params), (batch, k))
+        log_px_z = ops.reshape(_log_likelihood(self.vae, x_rep, params), (batch, k))
         log_pz = losses.standard_normal_log_density(z)
         # log N(z | mean, std^2) with (z - mean) / std = eps
         log_qz_x = -0.5 * ops.sum(_LOG_2PI + z_log_var[:, None, :] + ops.square(eps), axis=-1)
         return log_px_z + log_pz - log_qz_x
+
+
+def _log_likelihood(model, x, params):
+    """log p(x|z) per example: the model's own likelihood, or a Bernoulli one on logits."""
+    if hasattr(model, "log_likelihood"):
+        return model.log_likelihood(x, params)
+    return losses.bernoulli_log_likelihood(x, params)
 
 
 def _as_batch(x, batch_size):
@@ -73,7 +81,7 @@ def elbo(model, x, batch_size=500, seed=0):
         z_mean, z_log_var = model.encoder(xb)
         eps = rng.standard_normal(tuple(z_mean.shape), dtype=np.float32)
         params = model.decoder(z_mean + ops.exp(0.5 * z_log_var) * eps)
-        value = model.log_likelihood(xb, params) - losses.gaussian_kl(z_mean, z_log_var)
+        value = _log_likelihood(model, xb, params) - losses.gaussian_kl(z_mean, z_log_var)
         out.append(ops.convert_to_numpy(value))
     return np.concatenate(out).astype(np.float64)
 
