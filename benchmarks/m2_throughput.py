@@ -55,13 +55,12 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from train_throughput import (  # noqa: E402
-    BACKEND_MODULES,
     PEAK_RSS_LABEL,
-    default_backends,
+    benchmark_parser,
+    check_args,
     peak_rss_mib,
-    print_header,
     print_table,
-    run_child,
+    run_benchmark,
     wait_for_device,
 )
 
@@ -84,34 +83,12 @@ def steps_per_epoch(labelled_batch: int) -> int:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description="Print training throughput of M2 (MNIST pixels) and M1+M2 (features) per Keras backend.",
-    )
-    parser.add_argument(
-        "--backends",
-        nargs="+",
-        choices=sorted(BACKEND_MODULES),
-        default=None,
-        help="Keras backends to measure (default: tensorflow, jax, and torch if installed)",
-    )
-    parser.add_argument(
-        "--workloads",
-        nargs="+",
-        choices=WORKLOADS,
-        default=list(WORKLOADS),
-        help="what to measure (default: all)",
-    )
-    parser.add_argument(
-        "--steps",
-        type=int,
-        default=50,
-        help=f"training steps of batch {BATCH_SIZE} to time, after the warm-up (default: 50)",
-    )
-    parser.add_argument(
-        "--warmup-steps",
-        type=int,
-        default=1,
-        help="training steps run first, untimed, to compile the train step (default: 1)",
+    parser = benchmark_parser(
+        "Print training throughput of M2 (MNIST pixels) and M1+M2 (features) per Keras backend.",
+        WORKLOADS,
+        steps=50,
+        warmup_steps=1,
+        batch=f"batch {BATCH_SIZE}",
     )
     parser.add_argument(
         "--labelled-batch",
@@ -120,16 +97,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         help=f"labelled examples per batch of {BATCH_SIZE}; the rest are unlabelled "
         f"(default: {DEFAULT_LABELLED_BATCH})",
     )
-    # Hidden: how the parent starts a child for one (backend, workload) pair.
-    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--workload", choices=WORKLOADS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.child and args.workload is None:
-        parser.error("--child needs --workload")
-    for name in ("steps", "warmup_steps"):
-        value = getattr(args, name)
-        if value < 1:
-            parser.error(f"--{name.replace('_', '-')} must be a positive integer, found {value}")
+    check_args(parser, args)
     if not 1 <= args.labelled_batch < BATCH_SIZE:
         parser.error(f"--labelled-batch must lie in [1, {BATCH_SIZE - 1}], found {args.labelled_batch}")
     epoch = steps_per_epoch(args.labelled_batch)
@@ -286,25 +255,8 @@ def print_results(results: list[dict], args: argparse.Namespace) -> None:
             print(f"{result['status']}: {result['backend']}/{result['workload']}: {result['reason']}")
 
 
-def parent_main(args: argparse.Namespace) -> None:
-    backends = args.backends or default_backends()
-    print_header(TITLE)
-    if args.backends is None and "torch" not in backends:
-        print("torch:     left out of the default backends: module 'torch' is not installed\n")
-    results = []
-    for backend in backends:
-        for workload in args.workloads:
-            print(f"running {backend}/{workload} ...", file=sys.stderr, flush=True)
-            results.append(run_child(backend, workload, args, command=child_command))
-    print_results(results, args)
-
-
 def main(argv=None) -> None:
-    args = parse_args(argv)
-    if args.child:
-        child_main(args)
-    else:
-        parent_main(args)
+    run_benchmark(parse_args(argv), TITLE, child_command, child_main, print_results)
 
 
 if __name__ == "__main__":

@@ -65,10 +65,10 @@ THREAD_VARIABLES = (
 )
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description="Print training and IWAE-evaluation throughput of the tutorial's VAEs per Keras backend.",
-    )
+def benchmark_parser(description: str, workloads, steps: int, warmup_steps: int, batch: str):
+    """The options every benchmark here shares: backends, workloads, timed and warm-up steps, and the
+    hidden ones by which the parent starts a child for one (backend, workload) pair."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument(
         "--backends",
         nargs="+",
@@ -79,37 +79,52 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         "--workloads",
         nargs="+",
-        choices=WORKLOADS,
-        default=list(WORKLOADS),
+        choices=workloads,
+        default=list(workloads),
         help="what to measure (default: all)",
     )
     parser.add_argument(
         "--steps",
         type=int,
-        default=200,
-        help="training steps of batch 100 to time, after the warm-up (default: 200)",
+        default=steps,
+        help=f"training steps of {batch} to time, after the warm-up (default: {steps})",
     )
     parser.add_argument(
         "--warmup-steps",
         type=int,
-        default=5,
-        help="training steps run first, untimed, to compile the train step (default: 5)",
+        default=warmup_steps,
+        help=f"training steps run first, untimed, to compile the train step (default: {warmup_steps})",
+    )
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--workload", choices=workloads, help=argparse.SUPPRESS)
+    return parser
+
+
+def check_args(parser, args, positive=("steps", "warmup_steps")) -> None:
+    """Refuse a child without a workload and non-positive counts, naming the option."""
+    if args.child and args.workload is None:
+        parser.error("--child needs --workload")
+    for name in positive:
+        value = getattr(args, name)
+        if value < 1:
+            parser.error(f"--{name.replace('_', '-')} must be a positive integer, found {value}")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = benchmark_parser(
+        "Print training and IWAE-evaluation throughput of the tutorial's VAEs per Keras backend.",
+        WORKLOADS,
+        steps=200,
+        warmup_steps=5,
+        batch="batch 100",
     )
     parser.add_argument(
         "--iwae-images", type=int, default=100, help="test images to time the IWAE estimate on (default: 100)"
     )
     # Hidden: a smaller k makes a quick check of this script possible; the figure to quote uses 5000.
     parser.add_argument("--iwae-k", type=int, default=5000, help=argparse.SUPPRESS)
-    # Hidden: how the parent starts a child for one (backend, workload) pair.
-    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--workload", choices=WORKLOADS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.child and args.workload is None:
-        parser.error("--child needs --workload")
-    for name in ("steps", "warmup_steps", "iwae_images", "iwae_k"):
-        value = getattr(args, name)
-        if value < 1:
-            parser.error(f"--{name.replace('_', '-')} must be a positive integer, found {value}")
+    check_args(parser, args, ("steps", "warmup_steps", "iwae_images", "iwae_k"))
     if max(args.steps, args.warmup_steps) > STEPS_PER_EPOCH:
         parser.error(f"--steps and --warmup-steps can be at most {STEPS_PER_EPOCH} (one epoch of MNIST)")
     if args.iwae_images > TEST_IMAGES:
@@ -387,25 +402,26 @@ def print_results(results: list[dict], args: argparse.Namespace) -> None:
             print(f"{result['status']}: {result['backend']}/{result['workload']}: {result['reason']}")
 
 
-def parent_main(args: argparse.Namespace) -> None:
+def run_benchmark(args: argparse.Namespace, title: str, command, child, report) -> None:
+    """A child runs ``child(args)``; the parent prints the header, runs ``command`` once per (backend,
+    workload) in a fresh process and passes the results to ``report(results, args)``."""
+    if args.child:
+        child(args)
+        return
     backends = args.backends or default_backends()
-    print_header()
+    print_header(title)
     if args.backends is None and "torch" not in backends:
         print("torch:     left out of the default backends: module 'torch' is not installed\n")
     results = []
     for backend in backends:
         for workload in args.workloads:
             print(f"running {backend}/{workload} ...", file=sys.stderr, flush=True)
-            results.append(run_child(backend, workload, args))
-    print_results(results, args)
+            results.append(run_child(backend, workload, args, command=command))
+    report(results, args)
 
 
 def main(argv=None) -> None:
-    args = parse_args(argv)
-    if args.child:
-        child_main(args)
-    else:
-        parent_main(args)
+    run_benchmark(parse_args(argv), TITLE, child_command, child_main, print_results)
 
 
 if __name__ == "__main__":
