@@ -62,3 +62,18 @@ def test_save_figure_writes_a_png(tmp_path, monkeypatch):
     plt.close(fig)
     assert path.name == "99_test_line.png" and path.read_bytes()[:4] == b"\x89PNG"
     assert [p.name for p in path.parent.iterdir()] == ["99_test_line.png"]
+
+
+def test_a_run_of_a_sweep_saves_its_own_metrics_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("VAE_OUTPUT_DIR", str(tmp_path))
+    run = repro.Run("05_test", seed=1, smoke=False, variant={"N_LABELLED": 100, "SEED": 1})
+    path = run.save_metrics({"test_error": 3.3})
+    assert path == tmp_path / "results" / "05_test" / "N_LABELLED=100_SEED=1.json"
+    record = json.loads(path.read_text())
+    assert record["variant"] == {"N_LABELLED": 100, "SEED": 1}
+    assert record["reproduce"] == (
+        "python -m vae_utils.run notebooks/05_test.ipynb --profile full --sweep N_LABELLED=100 --sweep SEED=1"
+    )
+    fig = plt.figure()
+    assert run.save_figure(fig, "curves").name == "05_test__N_LABELLED=100_SEED=1_curves.png"
+    plt.close(fig)

@@ -22,6 +22,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from .run import variant_tag
+
 __all__ = ["Run", "environment", "seed_everything", "write_json"]
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -121,8 +123,11 @@ class Run:
     >>> run.save_metrics({"test_elbo": -95.1})           # doctest: +SKIP
     """
 
-    def __init__(self, name: str, *, seed: int, smoke: bool):
+    def __init__(self, name: str, *, seed: int, smoke: bool, variant: dict | None = None):
         self.name = name
+        # one run of a sweep (python -m vae_utils.run --sweep ...): its parameters name its files
+        self.variant = dict(variant or {})
+        self.tag = variant_tag(self.variant) if self.variant else None
         self.seed = seed_everything(seed)
         self.profile = "smoke" if smoke else "full"
         self.started = time.perf_counter()
@@ -135,7 +140,8 @@ class Run:
     def save_figure(self, fig, stem: str) -> Path:
         """Save ``fig`` as ``<figures_dir>/<name>_<stem>.png`` (written whole, then renamed)."""
         self.figures_dir.mkdir(parents=True, exist_ok=True)
-        path = self.figures_dir / f"{self.name}_{stem}.png"
+        prefix = f"{self.name}__{self.tag}" if self.tag else self.name
+        path = self.figures_dir / f"{prefix}_{stem}.png"
         tmp = path.with_name(f".{path.name}.tmp.png")
         try:
             fig.savefig(tmp, dpi=100, bbox_inches="tight")
@@ -145,7 +151,10 @@ class Run:
         return path
 
     def save_metrics(self, metrics: dict, **extra) -> Path:
-        """Save ``metrics`` to ``<results_dir>/<name>.json`` with seed, profile, wall time and machine."""
+        """Save ``metrics`` to ``<results_dir>/<name>.json`` with seed, profile, wall time and machine.
+
+        A run of a sweep (``variant`` given) saves to ``<results_dir>/<name>/<tag>.json`` instead.
+        """
         metrics = json.loads(json.dumps(metrics, default=float))  # NumPy scalars -> plain floats
         _check_finite(metrics)
         payload = {
@@ -157,6 +166,10 @@ class Run:
             "metrics": metrics,
             **extra,
             **environment(),
-            "reproduce": f"python -m vae_utils.run notebooks/{self.name}.ipynb --profile {self.profile}",
+            "reproduce": f"python -m vae_utils.run notebooks/{self.name}.ipynb --profile {self.profile}"
+            + "".join(f" --sweep {name}={value}" for name, value in self.variant.items()),
         }
+        if self.tag:
+            payload["variant"] = self.variant
+            return write_json(self.results_dir / self.name / f"{self.tag}.json", payload)
         return write_json(self.results_dir / f"{self.name}.json", payload)
