@@ -942,6 +942,22 @@ def binarize(x: np.ndarray, seed: int | np.random.Generator) -> np.ndarray:
     return (rng.random(p.shape, dtype=np.float32) < p).astype(np.float32)
 
 
+def sample_gaussian(stats: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One draw ``mean + exp(0.5 * log_var) * eps`` per row of ``stats = [mean, log_var]`` (last axis).
+
+    ``stats`` has an even last dimension ``2 d``: the first ``d`` columns are the means, the last ``d`` the
+    log-variances of a diagonal Gaussian, as a VAE encoder outputs them. Returns ``float32`` of width ``d``.
+    """
+    stats = np.asarray(stats, dtype=np.float32)
+    if stats.ndim < 1 or stats.shape[-1] % 2:
+        raise ValueError(
+            "stats must hold means and log-variances side by side (an even last dimension), "
+            f"found shape {stats.shape}"
+        )
+    mean, log_var = np.split(stats, 2, axis=-1)
+    return mean + np.exp(0.5 * log_var) * rng.standard_normal(mean.shape, dtype=np.float32)
+
+
 def labelled_split(y: np.ndarray, n_labelled: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Split example indices into a class-balanced labelled set and the unlabelled rest.
 
@@ -1015,9 +1031,12 @@ class SemiSupervisedBatches(keras.utils.PyDataset):
 
     With ``binarize=True`` (images of intensities, ``uint8`` or floats in [0, 1]), labelled and unlabelled
     images get a fresh stochastic binarisation (``binarize``) every time they are drawn. With
-    ``binarize=False`` the features are passed through as ``float32``, untouched: the stacked M1+M2, whose
-    inputs are the continuous latent means of a trained VAE. ``y_labelled`` holds integer labels in
-    ``[0, n_classes)``. Pass it to ``model.fit`` in place of arrays.
+    ``binarize=False`` the features are passed through as ``float32``, untouched, unless a ``transform``
+    is given: a function ``transform(x_batch, rng) -> array`` applied to every batch as it is drawn, with
+    the batches' own random generator. The stacked M1+M2 passes ``sample_gaussian`` with the M1 posterior
+    means and log-variances side by side, so that each example gets a fresh ``z ~ q(z|x)`` every time it is
+    drawn. ``y_labelled`` holds integer labels in ``[0, n_classes)``. Pass it to ``model.fit`` in place of
+    arrays.
     """
 
     def __init__(
@@ -1030,9 +1049,15 @@ class SemiSupervisedBatches(keras.utils.PyDataset):
         seed: int,
         binarize: bool = True,
         n_classes: int = 10,
+        transform=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        if transform is not None and (binarize or not callable(transform)):
+            raise ValueError(
+                "transform must be a function transform(x, rng) and replaces binarisation: pass "
+                f"binarize=False with it; found binarize={binarize!r}, transform={transform!r}"
+            )
         x_labelled, x_unlabelled = np.asarray(x_labelled), np.asarray(x_unlabelled)
         y_labelled = np.asarray(y_labelled)
         for name, value in (
@@ -1075,6 +1100,7 @@ class SemiSupervisedBatches(keras.utils.PyDataset):
         self.labelled_batch = int(labelled_batch)
         self.unlabelled_batch = int(unlabelled_batch)
         self.binarize = bool(binarize)
+        self.transform = transform
         self.n_classes = int(n_classes)
         self.rng = np.random.default_rng(seed)
         self.on_epoch_end()
@@ -1083,7 +1109,11 @@ class SemiSupervisedBatches(keras.utils.PyDataset):
         return len(self.x_unlabelled) // self.unlabelled_batch
 
     def _images(self, x: np.ndarray) -> np.ndarray:
-        return binarize(x, self.rng) if self.binarize else x.astype(np.float32, copy=False)
+        if self.binarize:
+            return binarize(x, self.rng)
+        if self.transform is not None:
+            return np.asarray(self.transform(x, self.rng), dtype=np.float32)
+        return x.astype(np.float32, copy=False)
 
     def __getitem__(self, index: int) -> dict[str, np.ndarray]:
         if not 0 <= index < len(self):

@@ -151,3 +151,22 @@ def accuracy(model, x, y, batch_size=500):
 
 
 __all__ += ["accuracy"]
+
+
+class ClassificationError(keras.callbacks.Callback):
+    """After every epoch, the classifier's error (%) on held-out data, added to the logs as ``name``.
+
+    Put it first in ``callbacks`` so that the callbacks after it (``EarlyStopping``, ``ModelCheckpoint``,
+    ``CSVLogger``, the ``History`` that ``fit`` returns) see the value. Predictions as in ``accuracy``.
+    """
+
+    def __init__(self, x, y, name="val_error", batch_size=500):
+        super().__init__()
+        if not name.isidentifier():
+            raise ValueError(f"name must be a plain metric name such as 'val_error', found {name!r}")
+        self.x, self.y, self.name, self.batch_size = x, y, name, batch_size
+
+    def on_epoch_end(self, epoch, logs=None):
+        error = 100.0 * (1.0 - accuracy(self.model, self.x, self.y, batch_size=self.batch_size))
+        if logs is not None:
+            logs[self.name] = error

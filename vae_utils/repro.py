@@ -7,7 +7,9 @@ smoke run writes the same files under ``build/smoke/`` so it never overwrites th
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import hashlib
 import importlib.metadata
 import json
 import math
@@ -137,6 +139,17 @@ class Run:
         self.results_dir = self.base / "results"
         self.figures_dir = self.base / "figures"
 
+    def checkpoints(self, stem: str, config: dict, monitor: str = "val_loss", mode: str = "min"):
+        """``Checkpoints`` for one model of this notebook: ``<build>/checkpoints/<profile>/<name>/<stem>/``.
+
+        ``config`` names the training run (every setting that changes its outcome); runs with the same
+        config share, and resume, one checkpoint. Checkpoints live outside git: under ``build/`` in the
+        repository, or under ``$VAE_OUTPUT_DIR/checkpoints``.
+        """
+        custom = os.environ.get("VAE_OUTPUT_DIR")
+        root = self.base / "checkpoints" if custom else ROOT / "build" / "checkpoints"
+        return Checkpoints(root / self.profile / self.name / stem, config, monitor=monitor, mode=mode)
+
     def save_figure(self, fig, stem: str) -> Path:
         """Save ``fig`` as ``<figures_dir>/<name>_<stem>.png`` (written whole, then renamed)."""
         self.figures_dir.mkdir(parents=True, exist_ok=True)
@@ -173,3 +186,91 @@ class Run:
             payload["variant"] = self.variant
             return write_json(self.results_dir / self.name / f"{self.tag}.json", payload)
         return write_json(self.results_dir / f"{self.name}.json", payload)
+
+
+class Checkpoints:
+    """Long ``fit`` runs that survive an interruption, keep their best epoch and log every epoch.
+
+    ``callbacks()`` returns Keras's own ``BackupAndRestore`` (model and optimizer state after every epoch;
+    a new ``fit`` after an interruption resumes from the last finished epoch), a ``ModelCheckpoint`` that
+    keeps the weights of the best epoch by ``monitor`` and a ``CSVLogger`` that appends each epoch to
+    ``log.csv``, so the curves cover the epochs before and after a resume. After ``fit``, ``finish(model)``
+    loads the best weights, marks the run complete and returns the per-epoch log. A complete run is not
+    trained again: ``complete`` is true and ``finish`` alone restores it.
+
+    The files go to ``directory/<key>/``, ``key`` a hash of ``config`` (written beside them as
+    ``config.json``): change a setting and the run starts afresh in its own directory.
+
+    >>> ckpt = Checkpoints("build/checkpoints/m2", {"epochs": 100, "n_labelled": 100})  # doctest: +SKIP
+    >>> if not ckpt.complete:                                                               # doctest: +SKIP
+    ...     model.fit(batches, epochs=100, callbacks=[ClassificationError(x, y), *ckpt.callbacks()])
+    >>> history = ckpt.finish(model)                                                        # doctest: +SKIP
+    """
+
+    def __init__(self, directory, config: dict, monitor: str = "val_loss", mode: str = "min"):
+        if mode not in ("min", "max"):
+            raise ValueError(f"mode must be 'min' or 'max', found {mode!r}")
+        text = json.dumps(config, sort_keys=True, default=str)
+        self.config = json.loads(text)
+        self.directory = Path(directory) / hashlib.sha1(text.encode()).hexdigest()[:12]
+        self.monitor, self.mode = monitor, mode
+        self.backup_dir = self.directory / "backup"
+        self.best_path = self.directory / "best.weights.h5"
+        self.log_path = self.directory / "log.csv"
+        self.done_path = self.directory / "complete"
+
+    @property
+    def complete(self) -> bool:
+        """Whether a run with this config has finished: its best weights and log are there."""
+        return self.done_path.exists() and self.best_path.exists() and self.log_path.exists()
+
+    @property
+    def resuming(self) -> bool:
+        """Whether an interrupted run left a backup that the next ``fit`` resumes from."""
+        return self.backup_dir.exists()
+
+    def callbacks(self) -> list:
+        """The callbacks to pass to ``fit``, after any that add ``monitor`` to the logs."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        write_json(self.directory / "config.json", self.config)
+        best = None
+        if self.resuming:
+            values = self.history().get(self.monitor, [])
+            best = (min if self.mode == "min" else max)(values) if values else None
+        else:  # a fresh run: nothing of an earlier one may leak into its log or its best weights
+            for path in (self.log_path, self.best_path, self.done_path):
+                path.unlink(missing_ok=True)
+        return [
+            keras.callbacks.ModelCheckpoint(
+                str(self.best_path),
+                monitor=self.monitor,
+                mode=self.mode,
+                save_best_only=True,
+                save_weights_only=True,
+                initial_value_threshold=best,
+            ),
+            keras.callbacks.CSVLogger(str(self.log_path), append=True),
+            # last, so that an epoch is only backed up once it is logged and its best weights kept
+            keras.callbacks.BackupAndRestore(str(self.backup_dir)),
+        ]
+
+    def history(self) -> dict[str, list[float]]:
+        """The per-epoch log, ``{metric: [value per epoch]}``; an epoch logged twice keeps its last row."""
+        if not self.log_path.exists():
+            return {}
+        with open(self.log_path, newline="") as f:
+            rows = {int(row["epoch"]): row for row in csv.DictReader(f)}
+        ordered = [rows[epoch] for epoch in sorted(rows)]
+        keys = [key for key in (ordered[0] if ordered else {}) if key != "epoch"]
+        return {key: [float(row[key]) for row in ordered] for key in keys}
+
+    def finish(self, model) -> dict[str, list[float]]:
+        """Load the best epoch's weights into ``model``, mark the run complete, return ``history()``."""
+        if not self.best_path.exists():
+            raise FileNotFoundError(
+                f"no best weights at {self.best_path}: fit the model with callbacks() first (was "
+                f"{self.monitor!r} in the logs? put the callback that computes it before these)"
+            )
+        model.load_weights(str(self.best_path))
+        self.done_path.touch()
+        return self.history()
