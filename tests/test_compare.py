@@ -165,3 +165,11 @@ def test_readme_without_both_markers_is_an_error_and_left_alone(results, tmp_pat
     assert compare.main(["--results-dir", str(results), "--readme", str(readme)]) == 1
     assert "markers" in capsys.readouterr().err
     assert readme.read_text() == f"# Title\n{markers}\n"
+
+
+def test_the_readme_table_is_the_one_the_committed_results_give():
+    readme = (compare.RESULTS_DIR.parent / "README.md").read_text()
+    start, end = readme.index(compare.START) + len(compare.START), readme.index(compare.END)
+    expected = compare.markdown_table(compare.collect())
+    hint = "regenerate it: python -m vae_utils.compare --readme README.md"
+    assert readme[start:end].strip() == expected.strip(), hint

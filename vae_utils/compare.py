@@ -17,15 +17,15 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.ticker import FixedLocator, NullFormatter, ScalarFormatter
+
+from .repro import write_text
 
 __all__ = ["PUBLISHED", "collect", "markdown_table", "plot", "published", "update_readme"]
 
@@ -312,16 +312,7 @@ def update_readme(path: str | Path, table: str) -> Path:
         )
     before, rest = text.split(START)
     after = rest.split(END)[1]
-    new = f"{before}{START}\n{table.strip()}\n{END}{after}"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(new)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_text(path, f"{before}{START}\n{table.strip()}\n{END}{after}")
 
 
 def main(argv=None) -> int:

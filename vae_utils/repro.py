@@ -94,19 +94,24 @@ def environment() -> dict:
     }
 
 
-def write_json(path: Path, payload: dict) -> Path:
-    """Write ``payload`` as JSON atomically: a temporary file renamed into place."""
+def write_text(path: Path, text: str) -> Path:
+    """Write ``text`` atomically: a temporary file beside ``path``, renamed into place."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(payload, f, indent=2, allow_nan=False)
-            f.write("\n")
+            f.write(text)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def write_json(path: Path, payload: dict) -> Path:
+    """Write ``payload`` as JSON atomically (``write_text``); NaN and infinity are refused."""
+    return write_text(path, json.dumps(payload, indent=2, allow_nan=False) + "\n")
 
 
 def _check_finite(metrics: dict, prefix: str = "") -> None:
