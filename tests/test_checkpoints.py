@@ -106,3 +106,24 @@ def test_batches_apply_a_transform_to_every_draw():
     assert first.shape == (10, 2) and not np.allclose(first, again), "each draw must be a fresh sample"
     with pytest.raises(ValueError, match="binarize=False"):
         data.SemiSupervisedBatches(stats[:10], y, stats[10:], 5, 10, seed=0, transform=data.sample_gaussian)
+
+
+def test_a_complete_run_loads_into_a_fresh_vae_without_training(tmp_path):
+    def vae():
+        keras.utils.set_random_seed(0)
+        model = models.VAE(
+            models.dense_encoder(SHAPE, 2, hidden=(8,)), models.dense_decoder(2, SHAPE, hidden=(8,))
+        )
+        model.compile(optimizer=keras.optimizers.Adam(1e-2))
+        return model
+
+    x = (np.random.default_rng(0).random((40, *SHAPE)) < 0.5).astype("float32")
+    ckpt = repro.Checkpoints(tmp_path, {"model": "m1"})
+    trained = vae()
+    trained.fit(x, validation_data=(x,), epochs=2, batch_size=10, verbose=0, callbacks=ckpt.callbacks())
+    ckpt.finish(trained)
+    fresh = vae()  # never called on data: it must still accept the saved weights
+    assert ckpt.complete
+    ckpt.finish(fresh)
+    for a, b in zip(trained.get_weights(), fresh.get_weights()):
+        np.testing.assert_array_equal(a, b)

@@ -186,6 +186,8 @@ class VAE(keras.Model):
         self.sampling = Sampling(seed=seed)
         self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction")
         self.kl_tracker = keras.metrics.Mean(name="kl")
+        # nothing of its own to build: the encoder and decoder arrive built, so saved weights load at once
+        self.built = True
 
     def call(self, x):
         z_mean, z_log_var = self.encoder(x)

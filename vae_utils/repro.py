@@ -276,6 +276,8 @@ class Checkpoints:
                 f"no best weights at {self.best_path}: fit the model with callbacks() first (was "
                 f"{self.monitor!r} in the logs? put the callback that computes it before these)"
             )
+        if getattr(model, "optimizer", None) is not None and not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)  # so that its saved state loads too
         model.load_weights(str(self.best_path))
         self.done_path.touch()
         return self.history()
