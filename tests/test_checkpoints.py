@@ -59,11 +59,7 @@ def test_an_interrupted_fit_resumes_and_logs_every_epoch_once(tmp_path):
     assert ckpt.complete and not ckpt.resuming
     # the weights now in the model are those of the best logged epoch
     best = min(log["val_error"])
-    assert 100 * (1 - evaluate.accuracy(fresh, *_data_for_error(error))) == pytest.approx(best, abs=1e-6)
-
-
-def _data_for_error(callback):
-    return callback.x, callback.y
+    assert 100 * (1 - evaluate.accuracy(fresh, error.x, error.y)) == pytest.approx(best, abs=1e-6)
 
 
 def test_a_new_config_starts_afresh_and_a_fresh_run_drops_a_stale_log(tmp_path):
