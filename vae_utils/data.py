@@ -52,7 +52,6 @@ __all__ = [
     "DATASETS",
     "ArraySpec",
     "BinarizedBatches",
-    "SemiSupervisedBatches",
     "DataError",
     "Dataset",
     "Source",
@@ -942,22 +941,6 @@ def binarize(x: np.ndarray, seed: int | np.random.Generator) -> np.ndarray:
     return (rng.random(p.shape, dtype=np.float32) < p).astype(np.float32)
 
 
-def sample_gaussian(stats: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """One draw ``mean + exp(0.5 * log_var) * eps`` per row of ``stats = [mean, log_var]`` (last axis).
-
-    ``stats`` has an even last dimension ``2 d``: the first ``d`` columns are the means, the last ``d`` the
-    log-variances of a diagonal Gaussian, as a VAE encoder outputs them. Returns ``float32`` of width ``d``.
-    """
-    stats = np.asarray(stats, dtype=np.float32)
-    if stats.ndim < 1 or stats.shape[-1] % 2:
-        raise ValueError(
-            "stats must hold means and log-variances side by side (an even last dimension), "
-            f"found shape {stats.shape}"
-        )
-    mean, log_var = np.split(stats, 2, axis=-1)
-    return mean + np.exp(0.5 * log_var) * rng.standard_normal(mean.shape, dtype=np.float32)
-
-
 def labelled_split(y: np.ndarray, n_labelled: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Split example indices into a class-balanced labelled set and the unlabelled rest.
 
@@ -1016,123 +999,3 @@ class BinarizedBatches(keras.utils.PyDataset):
 
     def on_epoch_end(self) -> None:
         self.order = self.rng.permutation(len(self.x))
-
-
-class SemiSupervisedBatches(keras.utils.PyDataset):
-    """Mixed batches for ``models.SemiSupervisedVAE``: a few labelled examples cycled, the unlabelled walked.
-
-    Every batch is a dict ``{"x_labelled": (labelled_batch, ...), "y_labelled": (labelled_batch,
-    n_classes) one-hot float32, "x_unlabelled": (unlabelled_batch, ...)}``. An epoch walks the unlabelled
-    set once in a fresh random order, ``len(x_unlabelled) // unlabelled_batch`` batches (the last partial
-    batch is dropped so that every batch has the same shape and compiles once: with a batch size that
-    divides the set, every unlabelled example is seen exactly once per epoch). The small labelled set is
-    cycled alongside: its examples are drawn in fresh random permutations, one after the other, so over an
-    epoch every labelled example is seen equally often (to within one). Each epoch reshuffles both.
-
-    With ``binarize=True`` (images of intensities, ``uint8`` or floats in [0, 1]), labelled and unlabelled
-    images get a fresh stochastic binarisation (``binarize``) every time they are drawn. With
-    ``binarize=False`` the features are passed through as ``float32``, untouched, unless a ``transform``
-    is given: a function ``transform(x_batch, rng) -> array`` applied to every batch as it is drawn, with
-    the batches' own random generator. The stacked M1+M2 passes ``sample_gaussian`` with the M1 posterior
-    means and log-variances side by side, so that each example gets a fresh ``z ~ q(z|x)`` every time it is
-    drawn. ``y_labelled`` holds integer labels in ``[0, n_classes)``. Pass it to ``model.fit`` in place of
-    arrays.
-    """
-
-    def __init__(
-        self,
-        x_labelled: np.ndarray,
-        y_labelled: np.ndarray,
-        x_unlabelled: np.ndarray,
-        labelled_batch: int,
-        unlabelled_batch: int,
-        seed: int,
-        binarize: bool = True,
-        n_classes: int = 10,
-        transform=None,
-        **kwargs,
-    ):
-        super().__init__(**kwargs)
-        if transform is not None and (binarize or not callable(transform)):
-            raise ValueError(
-                "transform must be a function transform(x, rng) and replaces binarisation: pass "
-                f"binarize=False with it; found binarize={binarize!r}, transform={transform!r}"
-            )
-        x_labelled, x_unlabelled = np.asarray(x_labelled), np.asarray(x_unlabelled)
-        y_labelled = np.asarray(y_labelled)
-        for name, value in (
-            ("labelled_batch", labelled_batch),
-            ("unlabelled_batch", unlabelled_batch),
-            ("n_classes", n_classes),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, found {value!r}")
-        if y_labelled.ndim != 1 or not np.issubdtype(y_labelled.dtype, np.integer):
-            raise ValueError(
-                "y_labelled must be integer class labels of shape (n,), found "
-                f"{y_labelled.dtype} of shape {y_labelled.shape}"
-            )
-        if len(x_labelled) != len(y_labelled):
-            raise ValueError(
-                f"x_labelled and y_labelled must have the same length, found {len(x_labelled)} examples "
-                f"and {len(y_labelled)} labels"
-            )
-        if len(x_labelled) == 0:
-            raise ValueError("x_labelled must hold at least one example, found none")
-        if y_labelled.min() < 0 or y_labelled.max() >= n_classes:
-            raise ValueError(
-                f"y_labelled must lie in [0, n_classes={n_classes}), found labels in "
-                f"[{y_labelled.min()}, {y_labelled.max()}]"
-            )
-        if x_labelled.shape[1:] != x_unlabelled.shape[1:]:
-            raise ValueError(
-                "labelled and unlabelled examples must have the same shape, found "
-                f"{x_labelled.shape[1:]} and {x_unlabelled.shape[1:]}"
-            )
-        if len(x_unlabelled) < unlabelled_batch:
-            raise ValueError(
-                f"unlabelled_batch={unlabelled_batch} is larger than the {len(x_unlabelled)} "
-                "unlabelled examples"
-            )
-        self.x_labelled = x_labelled
-        self.y_labelled = y_labelled
-        self.x_unlabelled = x_unlabelled
-        self.labelled_batch = int(labelled_batch)
-        self.unlabelled_batch = int(unlabelled_batch)
-        self.binarize = bool(binarize)
-        self.transform = transform
-        self.n_classes = int(n_classes)
-        self.rng = np.random.default_rng(seed)
-        self.on_epoch_end()
-
-    def __len__(self) -> int:
-        return len(self.x_unlabelled) // self.unlabelled_batch
-
-    def _images(self, x: np.ndarray) -> np.ndarray:
-        if self.binarize:
-            return binarize(x, self.rng)
-        if self.transform is not None:
-            return np.asarray(self.transform(x, self.rng), dtype=np.float32)
-        return x.astype(np.float32, copy=False)
-
-    def __getitem__(self, index: int) -> dict[str, np.ndarray]:
-        if not 0 <= index < len(self):
-            raise IndexError(f"batch index {index} out of range for {len(self)} batches")
-        labelled = self.labelled_order[index * self.labelled_batch : (index + 1) * self.labelled_batch]
-        unlabelled = self.unlabelled_order[
-            index * self.unlabelled_batch : (index + 1) * self.unlabelled_batch
-        ]
-        y = np.eye(self.n_classes, dtype=np.float32)[self.y_labelled[labelled]]
-        return {
-            "x_labelled": self._images(self.x_labelled[labelled]),
-            "y_labelled": y,
-            "x_unlabelled": self._images(self.x_unlabelled[unlabelled]),
-        }
-
-    def on_epoch_end(self) -> None:
-        self.unlabelled_order = self.rng.permutation(len(self.x_unlabelled))
-        needed = len(self) * self.labelled_batch
-        cycles = -(-needed // len(self.x_labelled))  # ceil
-        self.labelled_order = np.concatenate(
-            [self.rng.permutation(len(self.x_labelled)) for _ in range(cycles)]
-        )

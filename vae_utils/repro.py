@@ -11,6 +11,7 @@ import csv
 import datetime as dt
 import hashlib
 import importlib.metadata
+import inspect
 import json
 import math
 import os
@@ -26,7 +27,15 @@ import numpy as np
 
 from .run import variant_tag
 
-__all__ = ["Run", "environment", "seed_everything", "write_json"]
+__all__ = [
+    "Checkpoints",
+    "Run",
+    "StopOnNonFinite",
+    "code_version",
+    "environment",
+    "seed_everything",
+    "write_json",
+]
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -114,12 +123,43 @@ def write_json(path: Path, payload: dict) -> Path:
     return write_text(path, json.dumps(payload, indent=2, allow_nan=False) + "\n")
 
 
-def _check_finite(metrics: dict, prefix: str = "") -> None:
-    for key, value in metrics.items():
-        if isinstance(value, dict):
-            _check_finite(value, f"{prefix}{key}.")
-        elif isinstance(value, (float, np.floating)) and not math.isfinite(value):
-            raise ValueError(f"metric {prefix}{key} is {value}: expected a finite number; nothing was saved")
+def _check_finite(metrics, prefix: str = "") -> None:
+    """Refuse NaN and infinity anywhere in ``metrics`` (nested dicts, lists, arrays), naming the key."""
+    if isinstance(metrics, dict):
+        for key, value in metrics.items():
+            _check_finite(value, f"{prefix}.{key}" if prefix else str(key))
+        return
+    if isinstance(metrics, (list, tuple, np.ndarray)):
+        for i, value in enumerate(np.asarray(metrics, dtype=object).reshape(-1)):
+            _check_finite(value, f"{prefix}[{i}]")
+        return
+    if isinstance(metrics, (float, np.floating)) and not math.isfinite(metrics):
+        raise ValueError(f"metric {prefix} is {metrics}: expected a finite number; nothing was saved")
+
+
+def code_version(*objects) -> str:
+    """A short hash of the source of ``objects`` (classes, functions, modules): the code that trains."""
+    digest = hashlib.sha1()
+    for obj in objects:
+        digest.update(inspect.getsource(obj).encode())
+    return digest.hexdigest()[:12]
+
+
+class StopOnNonFinite(keras.callbacks.Callback):
+    """Fail ``fit`` with a ``FloatingPointError`` at the end of an epoch whose loss or metrics are not finite.
+
+    Unlike ``keras.callbacks.TerminateOnNaN``, which ends ``fit`` quietly, this fails the notebook; put first
+    among the callbacks, it stops before the epoch is logged or checkpointed, so a diverged run leaves no
+    weights to load or to resume from.
+    """
+
+    def on_epoch_end(self, epoch, logs=None):
+        bad = {k: float(v) for k, v in (logs or {}).items() if not math.isfinite(float(v))}
+        if bad:
+            raise FloatingPointError(
+                f"epoch {epoch + 1} ended with non-finite values {bad}: the run diverged and was stopped, "
+                "and nothing of this epoch was saved. Lower the learning rate or check the inputs."
+            )
 
 
 class Run:
@@ -143,17 +183,37 @@ class Run:
         self.base = Path(base) if base else (ROOT / "build" / "smoke" if smoke else ROOT)
         self.results_dir = self.base / "results"
         self.figures_dir = self.base / "figures"
+        self.trainings: dict[str, Checkpoints] = {}
 
-    def checkpoints(self, stem: str, config: dict, monitor: str = "val_loss", mode: str = "min"):
+    def checkpoints(
+        self, stem: str, config: dict, *, code=(), upstream=(), monitor: str = "val_loss", mode: str = "min"
+    ):
         """``Checkpoints`` for one model of this notebook: ``<build>/checkpoints/<profile>/<name>/<stem>/``.
 
-        ``config`` names the training run (every setting that changes its outcome); runs with the same
-        config share, and resume, one checkpoint. Checkpoints live outside git: under ``build/`` in the
-        repository, or under ``$VAE_OUTPUT_DIR/checkpoints``.
+        The identity of a training is everything that determines its weights: ``config`` (every setting),
+        the Keras backend, ``code_version(*code, losses)`` (pass the model's class and the batches' class)
+        and the identity of each ``upstream`` training whose output it learns from (M1 for M1+M2). Change
+        any of them and the model is trained afresh. Checkpoints live outside git, under ``build/`` (or
+        ``$VAE_OUTPUT_DIR/checkpoints``).
         """
+        from . import losses
+
         custom = os.environ.get("VAE_OUTPUT_DIR")
         root = self.base / "checkpoints" if custom else ROOT / "build" / "checkpoints"
-        return Checkpoints(root / self.profile / self.name / stem, config, monitor=monitor, mode=mode)
+        identity = {
+            **config,
+            "backend": keras.backend.backend(),
+            "code": code_version(*code, losses),
+            "upstream": {ck.name: ck.key for ck in upstream},
+        }
+        ckpt = Checkpoints(root / self.profile / self.name / stem, identity, monitor=monitor, mode=mode)
+        ckpt.name = stem
+        self.trainings[stem] = ckpt
+        return ckpt
+
+    def elapsed(self) -> float:
+        """Seconds since this run started."""
+        return time.perf_counter() - self.started
 
     def save_figure(self, fig, stem: str) -> Path:
         """Save ``fig`` as ``<figures_dir>/<name>_<stem>.png`` (written whole, then renamed)."""
@@ -182,6 +242,7 @@ class Run:
             "started_at": self.started_at.isoformat(timespec="seconds"),
             "wall_time_s": round(time.perf_counter() - self.started, 1),
             "metrics": metrics,
+            **({"trainings": {k: ck.record() for k, ck in self.trainings.items()}} if self.trainings else {}),
             **extra,
             **environment(),
             "reproduce": f"python -m vae_utils.run notebooks/{self.name}.ipynb --profile {self.profile}"
@@ -217,12 +278,22 @@ class Checkpoints:
             raise ValueError(f"mode must be 'min' or 'max', found {mode!r}")
         text = json.dumps(config, sort_keys=True, default=str)
         self.config = json.loads(text)
-        self.directory = Path(directory) / hashlib.sha1(text.encode()).hexdigest()[:12]
+        self.key = hashlib.sha1(text.encode()).hexdigest()[:12]
+        self.name = Path(directory).name
+        self.directory = Path(directory) / self.key
         self.monitor, self.mode = monitor, mode
         self.backup_dir = self.directory / "backup"
         self.best_path = self.directory / "best.weights.h5"
         self.log_path = self.directory / "log.csv"
         self.done_path = self.directory / "complete"
+        self.status = "loaded a finished training"
+        self.resumed_after_epoch = None
+
+    def _broken(self, what: str, exc: Exception) -> RuntimeError:
+        return RuntimeError(
+            f"the checkpoint in {self.directory} is damaged ({what}: {exc}). Delete that folder to train "
+            "this model afresh."
+        )
 
     @property
     def complete(self) -> bool:
@@ -240,12 +311,17 @@ class Checkpoints:
         write_json(self.directory / "config.json", self.config)
         best = None
         if self.resuming:
-            values = self.history().get(self.monitor, [])
+            log = self.history()
+            values = log.get(self.monitor, [])
             best = (min if self.mode == "min" else max)(values) if values else None
+            self.resumed_after_epoch = len(values)
+            self.status = f"resumed after epoch {len(values)}"
         else:  # a fresh run: nothing of an earlier one may leak into its log or its best weights
             for path in (self.log_path, self.best_path, self.done_path):
                 path.unlink(missing_ok=True)
+            self.status = "trained"
         return [
+            StopOnNonFinite(),  # first: a diverged epoch is neither logged nor kept nor backed up
             keras.callbacks.ModelCheckpoint(
                 str(self.best_path),
                 monitor=self.monitor,
@@ -259,15 +335,35 @@ class Checkpoints:
             keras.callbacks.BackupAndRestore(str(self.backup_dir)),
         ]
 
+    def record(self) -> dict:
+        """What a results file says of this training: its key, whether it resumed, epochs logged."""
+        return {
+            "checkpoint": self.key,
+            "status": self.status,
+            "resumed_after_epoch": self.resumed_after_epoch,
+            "epochs_logged": len(next(iter(self.history().values()), [])),
+        }
+
     def history(self) -> dict[str, list[float]]:
-        """The per-epoch log, ``{metric: [value per epoch]}``; an epoch logged twice keeps its last row."""
+        """The per-epoch log, ``{metric: [value per epoch]}``; an epoch logged twice keeps its last row.
+
+        A log with a cut or non-numeric row, or a NaN or infinite value, is refused: it is not the log of a
+        run that finished its epochs.
+        """
         if not self.log_path.exists():
             return {}
-        with open(self.log_path, newline="") as f:
-            rows = {int(row["epoch"]): row for row in csv.DictReader(f)}
-        ordered = [rows[epoch] for epoch in sorted(rows)]
-        keys = [key for key in (ordered[0] if ordered else {}) if key != "epoch"]
-        return {key: [float(row[key]) for row in ordered] for key in keys}
+        try:
+            with open(self.log_path, newline="") as f:
+                rows = {int(row["epoch"]): row for row in csv.DictReader(f)}
+            ordered = [rows[epoch] for epoch in sorted(rows)]
+            keys = [key for key in (ordered[0] if ordered else {}) if key != "epoch"]
+            log = {key: [float(row[key]) for row in ordered] for key in keys}
+        except (KeyError, ValueError, TypeError, csv.Error) as exc:
+            raise self._broken(f"unreadable log {self.log_path.name}", exc) from exc
+        bad = [key for key, values in log.items() if not all(math.isfinite(v) for v in values)]
+        if bad:
+            raise self._broken(f"log {self.log_path.name}", ValueError(f"non-finite values in {bad}"))
+        return log
 
     def finish(self, model) -> dict[str, list[float]]:
         """Load the best epoch's weights into ``model``, mark the run complete, return ``history()``."""
@@ -276,8 +372,12 @@ class Checkpoints:
                 f"no best weights at {self.best_path}: fit the model with callbacks() first (was "
                 f"{self.monitor!r} in the logs? put the callback that computes it before these)"
             )
+        history = self.history()
         if getattr(model, "optimizer", None) is not None and not model.optimizer.built:
             model.optimizer.build(model.trainable_variables)  # so that its saved state loads too
-        model.load_weights(str(self.best_path))
+        try:
+            model.load_weights(str(self.best_path))
+        except Exception as exc:  # h5py's OSError, Keras's ValueError on a mismatch, ...
+            raise self._broken(f"best weights {self.best_path.name}", exc) from exc
         self.done_path.touch()
-        return self.history()
+        return history

@@ -1,0 +1,415 @@
+"""M2 of Kingma, Rezende, Mohamed & Welling (2014): the semi-supervised VAE, its builders and its batches.
+
+Introduced, and its objective derived term by term, in ``notebooks/06_semi_supervised_m2.ipynb``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+from keras import layers, ops
+
+from . import losses
+from .checks import finite_number, positive_int
+from .data import binarize
+from .models import Sampling
+
+__all__ = [
+    "LIKELIHOODS",
+    "SEMI_SUPERVISED_KEYS",
+    "SemiSupervisedBatches",
+    "SemiSupervisedVAE",
+    "classifier",
+    "decoder",
+    "decoder_output_shape",
+    "encoder",
+    "sample_gaussian",
+]
+
+#: ``bernoulli``: a logit per pixel (M2 on binarised MNIST). ``gaussian``: a mean and a log-variance per
+#: dimension, concatenated on the last axis (M1+M2, where M2 models the features of M1).
+LIKELIHOODS = ("bernoulli", "gaussian")
+
+#: The keys of a training batch (as ``SemiSupervisedBatches`` yields them).
+SEMI_SUPERVISED_KEYS = ("x_labelled", "y_labelled", "x_unlabelled")
+
+
+def _check_likelihood(likelihood):
+    if likelihood not in LIKELIHOODS:
+        raise ValueError(f"likelihood must be one of {LIKELIHOODS}, found {likelihood!r}")
+
+
+def _gaussian_head(h, latent_dim):
+    return layers.Dense(latent_dim, name="z_mean")(h), layers.Dense(latent_dim, name="z_log_var")(h)
+
+
+def decoder_output_shape(output_shape, likelihood="bernoulli"):
+    """``output_shape`` for ``bernoulli``; ``(..., 2d)`` (means, then log-variances) for ``gaussian``."""
+    _check_likelihood(likelihood)
+    output_shape = tuple(output_shape)
+    if likelihood == "bernoulli":
+        return output_shape
+    return (*output_shape[:-1], 2 * output_shape[-1])
+
+
+def classifier(input_shape, n_classes, hidden=(500,), activation="softplus"):
+    """q(y|x): an MLP from inputs of ``input_shape`` to ``n_classes`` logits."""
+    n_classes = positive_int("n_classes", n_classes, minimum=2)
+    x = keras.Input(shape=tuple(input_shape), name="x")
+    h = layers.Flatten()(x)
+    for units in hidden:
+        h = layers.Dense(units, activation=activation)(h)
+    return keras.Model(x, layers.Dense(n_classes, name="logits")(h), name="classifier")
+
+
+def encoder(input_shape, n_classes, latent_dim, hidden=(500,), activation="softplus"):
+    """q(z|x,y): an MLP from ``[x, y_onehot]`` to ``[z_mean, z_log_var]``."""
+    n_classes = positive_int("n_classes", n_classes, minimum=2)
+    x = keras.Input(shape=tuple(input_shape), name="x")
+    y = keras.Input(shape=(n_classes,), name="y_onehot")
+    h = layers.Concatenate()([layers.Flatten()(x), y])
+    for units in hidden:
+        h = layers.Dense(units, activation=activation)(h)
+    return keras.Model([x, y], list(_gaussian_head(h, latent_dim)), name="encoder")
+
+
+def decoder(
+    latent_dim, n_classes, output_shape, hidden=(500,), activation="softplus", likelihood="bernoulli"
+):
+    """p(x|y,z): an MLP from ``[z, y_onehot]`` to ``decoder_output_shape(output_shape, likelihood)``."""
+    n_classes = positive_int("n_classes", n_classes, minimum=2)
+    out_shape = decoder_output_shape(output_shape, likelihood)
+    z = keras.Input(shape=(latent_dim,), name="z")
+    y = keras.Input(shape=(n_classes,), name="y_onehot")
+    h = layers.Concatenate()([z, y])
+    for units in reversed(hidden):
+        h = layers.Dense(units, activation=activation)(h)
+    h = layers.Dense(math.prod(out_shape), name="logits")(h)
+    return keras.Model([z, y], layers.Reshape(out_shape)(h), name="decoder")
+
+
+def _output_dim(model):
+    outputs = getattr(model, "outputs", None)
+    return outputs[0].shape[-1] if outputs else None
+
+
+@keras.saving.register_keras_serializable(package="vae_utils")
+class SemiSupervisedVAE(keras.Model):
+    """M2 with the objective of the paper's code (``learn_yz_x_ss.py``), per training example in nats.
+
+    For ``N = n_labelled + n_unlabelled`` training examples and a batch of labelled and unlabelled ones::
+
+        loss = (N_l/N) mean_l(-L(x,y)) + (N_u/N) mean_u(-U(x)) + alpha mean_l(-log q(y|x)) - log p(theta)/N
+
+    ``-L(x,y) = -log p(x|y,z) + log K + KL(q(z|x,y) || N(0,I))``, one sample of z;
+    ``-U(x) = sum_y q(y|x) (-L(x,y) + log q(y|x))``, every class in one batched pass;
+    ``log p(theta)``: a standard normal prior on every weight matrix (not the biases) of the three
+    networks, with ``weight_prior=True``. ``alpha = 0.1`` in the paper.
+
+    ``fit`` takes dict batches with the keys ``SEMI_SUPERVISED_KEYS`` (``SemiSupervisedBatches``);
+    ``call(x)`` on an array returns the classifier's logits and ``classify(x)`` the predicted labels.
+    """
+
+    def __init__(
+        self,
+        classifier,
+        encoder,
+        decoder,
+        n_classes,
+        n_labelled,
+        n_unlabelled,
+        alpha=0.1,
+        weight_prior=True,
+        seed=None,
+        likelihood="bernoulli",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        _check_likelihood(likelihood)
+        self.n_classes = positive_int("n_classes", n_classes, minimum=2)
+        found = _output_dim(classifier)
+        if found is not None and found != self.n_classes:
+            raise ValueError(
+                f"the classifier must output logits over n_classes={self.n_classes} classes, "
+                f"found an output of last dimension {found}"
+            )
+        self.n_labelled = positive_int("n_labelled", n_labelled)
+        self.n_unlabelled = positive_int("n_unlabelled", n_unlabelled)
+        self.alpha = finite_number("alpha", alpha, minimum=0.0)
+        self.weight_prior = bool(weight_prior)
+        self.classifier = classifier
+        self.encoder = encoder
+        self.decoder = decoder
+        self.likelihood = likelihood
+        self.sampling = Sampling(seed=seed)
+        self.labelled_tracker = keras.metrics.Mean(name="labelled_loss")
+        self.unlabelled_tracker = keras.metrics.Mean(name="unlabelled_loss")
+        self.classification_tracker = keras.metrics.Mean(name="classification_loss")
+        self.accuracy_tracker = keras.metrics.Mean(name="accuracy")
+        self.built = True  # the sub-models arrive built, so saved weights load at once
+
+    @property
+    def n_total(self):
+        return self.n_labelled + self.n_unlabelled
+
+    def log_likelihood(self, x, params):
+        """log p(x|y,z) per example, from the decoder's output ``params``."""
+        if self.likelihood == "bernoulli":
+            return losses.bernoulli_log_likelihood(x, params)
+        mean, log_var = ops.split(params, 2, axis=-1)
+        return losses.gaussian_log_likelihood(x, mean, log_var)
+
+    def _one_hot(self, y):
+        if len(y.shape) == 2:
+            if y.shape[-1] is not None and y.shape[-1] != self.n_classes:
+                raise ValueError(
+                    f"one-hot labels must have n_classes={self.n_classes} columns, found shape {y.shape}"
+                )
+            return ops.cast(y, self.compute_dtype)
+        if len(y.shape) == 1:
+            return ops.one_hot(ops.cast(y, "int32"), self.n_classes, dtype=self.compute_dtype)
+        raise ValueError(
+            f"labels must be one-hot (batch, {self.n_classes}) or integers (batch,), found {y.shape}"
+        )
+
+    def negative_elbo(self, x, y_onehot, eps=None):
+        """``-L(x, y)`` per example; ``eps`` ``(batch, latent_dim)`` fixes the noise of z if given."""
+        x = ops.convert_to_tensor(x, dtype=self.compute_dtype)
+        y_onehot = self._one_hot(ops.convert_to_tensor(y_onehot))
+        z_mean, z_log_var = self.encoder([x, y_onehot])
+        if eps is None:
+            z = self.sampling([z_mean, z_log_var])
+        else:
+            z = z_mean + ops.exp(0.5 * z_log_var) * ops.cast(eps, z_mean.dtype)
+        log_p_y = -math.log(self.n_classes)
+        log_p_x = self.log_likelihood(x, self.decoder([z, y_onehot]))
+        return -(log_p_x + log_p_y) + losses.gaussian_kl(z_mean, z_log_var)
+
+    def negative_elbo_all_classes(self, x, eps=None):
+        """``-L(x, y)`` for every class, ``(batch, K)``: row ``i*K + k`` of one pass is ``(x_i, k)``.
+
+        ``eps``: optional ``(batch, K, latent_dim)`` noise, ``eps[i, k]`` for ``(x_i, k)``.
+        """
+        x = ops.convert_to_tensor(x, dtype=self.compute_dtype)
+        k = self.n_classes
+        batch = ops.shape(x)[0]
+        x_rep = ops.repeat(x, k, axis=0)
+        y_rep = ops.tile(ops.eye(k, dtype=self.compute_dtype), (batch, 1))
+        if eps is not None:
+            eps = ops.reshape(ops.convert_to_tensor(eps, dtype=self.compute_dtype), (batch * k, -1))
+        return ops.reshape(self.negative_elbo(x_rep, y_rep, eps=eps), (batch, k))
+
+    def unlabelled_loss(self, x, eps=None):
+        """``-U(x) = sum_y q(y|x) (-L(x, y) + log q(y|x))`` per example."""
+        log_q = ops.log_softmax(self.classifier(x), axis=-1)
+        return ops.sum(ops.exp(log_q) * (self.negative_elbo_all_classes(x, eps=eps) + log_q), axis=-1)
+
+    def negative_log_weight_prior(self):
+        """``-log p(theta)`` under N(0, 1) on every weight matrix of the three networks (0 if disabled)."""
+        if not self.weight_prior:
+            return ops.convert_to_tensor(0.0, dtype=self.compute_dtype)
+        kernels = [
+            v
+            for net in (self.classifier, self.encoder, self.decoder)
+            for v in net.weights
+            if "kernel" in v.name
+        ]
+        size = sum(math.prod(v.shape) for v in kernels)
+        return 0.5 * sum(ops.sum(ops.square(v)) for v in kernels) + 0.5 * size * math.log(2 * math.pi)
+
+    def terms(self, inputs, eps_labelled=None, eps_unlabelled=None):
+        """The per-example terms of a training batch: ``labelled`` (-L), ``unlabelled`` (-U),
+        ``classification`` (-log q(y|x)) and ``correct`` (1 where argmax q(y|x) is the label)."""
+        missing = [key for key in SEMI_SUPERVISED_KEYS if key not in inputs]
+        if missing:
+            raise ValueError(
+                f"a training batch is a dict with keys {SEMI_SUPERVISED_KEYS}; found keys "
+                f"{tuple(inputs)} (missing {tuple(missing)})"
+            )
+        x_l = ops.convert_to_tensor(inputs["x_labelled"], dtype=self.compute_dtype)
+        y_l = self._one_hot(ops.convert_to_tensor(inputs["y_labelled"]))
+        x_u = ops.convert_to_tensor(inputs["x_unlabelled"], dtype=self.compute_dtype)
+        logits_l = self.classifier(x_l)
+        correct = ops.argmax(logits_l, axis=-1) == ops.argmax(y_l, axis=-1)
+        return {
+            "labelled": self.negative_elbo(x_l, y_l, eps=eps_labelled),
+            "unlabelled": self.unlabelled_loss(x_u, eps=eps_unlabelled),
+            "classification": -ops.sum(y_l * ops.log_softmax(logits_l, axis=-1), axis=-1),
+            "correct": ops.cast(correct, self.compute_dtype),
+        }
+
+    def objective(self, terms):
+        """The loss of one batch from its ``terms`` (see the class docstring)."""
+        n = float(self.n_total)
+        return (
+            (self.n_labelled / n) * ops.mean(terms["labelled"])
+            + (self.n_unlabelled / n) * ops.mean(terms["unlabelled"])
+            + self.alpha * ops.mean(terms["classification"])
+            + self.negative_log_weight_prior() / n
+        )
+
+    def call(self, inputs):
+        if not isinstance(inputs, dict):
+            return self.classifier(inputs)
+        return self.terms(inputs)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        if not isinstance(y_pred, dict):
+            raise ValueError(
+                f"SemiSupervisedVAE trains and evaluates on dict batches with keys {SEMI_SUPERVISED_KEYS} "
+                f"(SemiSupervisedBatches); found a batch of type {type(x).__name__}. Use classify or "
+                "evaluate.accuracy to score the classifier."
+            )
+        self.labelled_tracker.update_state(ops.mean(y_pred["labelled"]))
+        self.unlabelled_tracker.update_state(ops.mean(y_pred["unlabelled"]))
+        self.classification_tracker.update_state(ops.mean(y_pred["classification"]))
+        self.accuracy_tracker.update_state(ops.mean(y_pred["correct"]))
+        loss = self.objective(y_pred)
+        for extra in self.losses:
+            loss = loss + ops.sum(extra)
+        return loss
+
+    def classify(self, x, batch_size=500):
+        """Predicted labels ``argmax_y q(y|x)`` (NumPy integers, ``(n,)``)."""
+        batch_size = positive_int("batch_size", batch_size)
+        x = np.asarray(x, dtype="float32")
+        out = [
+            np.argmax(ops.convert_to_numpy(self.classifier(x[i : i + batch_size])), axis=-1)
+            for i in range(0, len(x), batch_size)
+        ]
+        return np.concatenate(out) if out else np.zeros((0,), dtype=np.int64)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            **{
+                key: keras.saving.serialize_keras_object(getattr(self, key))
+                for key in ("classifier", "encoder", "decoder")
+            },
+            "n_classes": self.n_classes,
+            "n_labelled": self.n_labelled,
+            "n_unlabelled": self.n_unlabelled,
+            "alpha": self.alpha,
+            "weight_prior": self.weight_prior,
+            "seed": self.sampling.seed,
+            "likelihood": self.likelihood,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        for key in ("classifier", "encoder", "decoder"):
+            config[key] = keras.saving.deserialize_keras_object(config[key])
+        return cls(**config)
+
+
+def sample_gaussian(stats: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One draw ``mean + exp(0.5 log_var) eps`` per row of ``stats = [mean, log_var]`` (last axis, ``2d``)."""
+    stats = np.asarray(stats, dtype=np.float32)
+    if stats.ndim < 1 or stats.shape[-1] % 2:
+        raise ValueError(
+            "stats must hold means and log-variances side by side (an even last dimension), "
+            f"found shape {stats.shape}"
+        )
+    mean, log_var = np.split(stats, 2, axis=-1)
+    return mean + np.exp(0.5 * log_var) * rng.standard_normal(mean.shape, dtype=np.float32)
+
+
+class SemiSupervisedBatches(keras.utils.PyDataset):
+    """The paper's minibatches: ``labelled_batch`` labelled and ``unlabelled_batch`` unlabelled examples.
+
+    An epoch walks the unlabelled set once (``len(x_unlabelled) // unlabelled_batch`` batches) and cycles
+    the labelled set alongside in fresh permutations; both are reshuffled every epoch. Kingma et al. use
+    ``n_minibatches`` batches of ``N_l / n_minibatches`` and ``N_u / n_minibatches`` (100 at N=100, else
+    200). Images are binarised afresh at every draw (``binarize=True``), or passed through
+    ``transform(x, rng)`` (M1+M2: ``sample_gaussian``, a new ``z1 ~ q(z1|x)`` at every draw).
+    Batches are dicts with the keys ``SEMI_SUPERVISED_KEYS``; labels are one-hot ``float32``.
+    """
+
+    def __init__(
+        self,
+        x_labelled: np.ndarray,
+        y_labelled: np.ndarray,
+        x_unlabelled: np.ndarray,
+        labelled_batch: int,
+        unlabelled_batch: int,
+        seed: int,
+        binarize: bool = True,
+        n_classes: int = 10,
+        transform=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if transform is not None and (binarize or not callable(transform)):
+            raise ValueError(
+                "transform must be a function transform(x, rng) and replaces binarisation: pass "
+                f"binarize=False with it; found binarize={binarize!r}, transform={transform!r}"
+            )
+        x_labelled, x_unlabelled = np.asarray(x_labelled), np.asarray(x_unlabelled)
+        y_labelled = np.asarray(y_labelled)
+        self.labelled_batch = positive_int("labelled_batch", labelled_batch)
+        self.unlabelled_batch = positive_int("unlabelled_batch", unlabelled_batch)
+        self.n_classes = positive_int("n_classes", n_classes)
+        if y_labelled.ndim != 1 or not np.issubdtype(y_labelled.dtype, np.integer):
+            raise ValueError(
+                "y_labelled must be integer class labels of shape (n,), found "
+                f"{y_labelled.dtype} of shape {y_labelled.shape}"
+            )
+        if len(x_labelled) != len(y_labelled):
+            raise ValueError(
+                f"x_labelled and y_labelled must have the same length, found {len(x_labelled)} examples "
+                f"and {len(y_labelled)} labels"
+            )
+        if len(x_labelled) == 0:
+            raise ValueError("x_labelled must hold at least one example, found none")
+        if y_labelled.min() < 0 or y_labelled.max() >= n_classes:
+            raise ValueError(
+                f"y_labelled must lie in [0, n_classes={n_classes}), found labels in "
+                f"[{y_labelled.min()}, {y_labelled.max()}]"
+            )
+        if x_labelled.shape[1:] != x_unlabelled.shape[1:]:
+            raise ValueError(
+                "labelled and unlabelled examples must have the same shape, found "
+                f"{x_labelled.shape[1:]} and {x_unlabelled.shape[1:]}"
+            )
+        if len(x_unlabelled) < unlabelled_batch:
+            raise ValueError(
+                f"unlabelled_batch={unlabelled_batch} is larger than the {len(x_unlabelled)} "
+                "unlabelled examples"
+            )
+        self.x_labelled, self.y_labelled, self.x_unlabelled = x_labelled, y_labelled, x_unlabelled
+        self.binarize = bool(binarize)
+        self.transform = transform
+        self.rng = np.random.default_rng(seed)
+        self.on_epoch_end()
+
+    def __len__(self) -> int:
+        return len(self.x_unlabelled) // self.unlabelled_batch
+
+    def _images(self, x: np.ndarray) -> np.ndarray:
+        if self.binarize:
+            return binarize(x, self.rng)
+        if self.transform is not None:
+            return np.asarray(self.transform(x, self.rng), dtype=np.float32)
+        return x.astype(np.float32, copy=False)
+
+    def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+        if not 0 <= index < len(self):
+            raise IndexError(f"batch index {index} out of range for {len(self)} batches")
+        labelled = self.labelled_order[index * self.labelled_batch : (index + 1) * self.labelled_batch]
+        unlabelled = self.unlabelled_order[
+            index * self.unlabelled_batch : (index + 1) * self.unlabelled_batch
+        ]
+        return {
+            "x_labelled": self._images(self.x_labelled[labelled]),
+            "y_labelled": np.eye(self.n_classes, dtype=np.float32)[self.y_labelled[labelled]],
+            "x_unlabelled": self._images(self.x_unlabelled[unlabelled]),
+        }
+
+    def on_epoch_end(self) -> None:
+        self.unlabelled_order = self.rng.permutation(len(self.x_unlabelled))
+        cycles = -(-len(self) * self.labelled_batch // len(self.x_labelled))  # ceil
+        self.labelled_order = np.concatenate(
+            [self.rng.permutation(len(self.x_labelled)) for _ in range(cycles)]
+        )
