@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from vae_utils import data, evaluate, models, repro
+from vae_utils import evaluate, m2, models, repro
 
 K, SHAPE = 3, (4, 4)
 
@@ -25,11 +25,13 @@ class _Interrupt(keras.callbacks.Callback):
 
 def _setup(seed=0):
     keras.utils.set_random_seed(seed)
-    model = models.SemiSupervisedVAE(
-        models.m2_classifier(SHAPE, K, hidden=(8,)),
-        models.m2_encoder(SHAPE, K, 2, hidden=(8,)),
-        models.m2_decoder(2, K, SHAPE, hidden=(8,)),
+    model = m2.SemiSupervisedVAE(
+        m2.classifier(SHAPE, K, hidden=(8,)),
+        m2.encoder(SHAPE, K, 2, hidden=(8,)),
+        m2.decoder(2, K, SHAPE, hidden=(8,)),
         n_classes=K,
+        n_labelled=9,
+        n_unlabelled=51,
         alpha=1.0,
         seed=seed,
     )
@@ -37,7 +39,7 @@ def _setup(seed=0):
     rng = np.random.default_rng(seed)
     x = rng.random((60, *SHAPE)).astype("float32")
     y = np.arange(60) % K
-    batches = data.SemiSupervisedBatches(x[:9], y[:9], x[9:], 3, 10, seed=seed, n_classes=K)
+    batches = m2.SemiSupervisedBatches(x[:9], y[:9], x[9:], 3, 10, seed=seed, n_classes=K)
     return model, batches, evaluate.ClassificationError(x[:30], y[:30])
 
 
@@ -84,24 +86,24 @@ def test_finish_without_best_weights_says_what_is_missing(tmp_path):
 
 def test_sample_gaussian_draws_around_the_mean_with_the_given_spread():
     stats = np.concatenate([np.full((20_000, 2), 3.0), np.log(np.full((20_000, 2), 4.0))], axis=1)
-    z = data.sample_gaussian(stats, np.random.default_rng(0))
+    z = m2.sample_gaussian(stats, np.random.default_rng(0))
     assert z.shape == (20_000, 2) and z.dtype == np.float32
     np.testing.assert_allclose(z.mean(axis=0), 3.0, atol=0.05)
     np.testing.assert_allclose(z.std(axis=0), 2.0, atol=0.05)  # exp(0.5 * log 4)
     with pytest.raises(ValueError, match="even last dimension"):
-        data.sample_gaussian(np.zeros((4, 3)), np.random.default_rng(0))
+        m2.sample_gaussian(np.zeros((4, 3)), np.random.default_rng(0))
 
 
 def test_batches_apply_a_transform_to_every_draw():
     stats = np.concatenate([np.zeros((40, 2)), np.zeros((40, 2))], axis=1).astype("float32")
     y = np.arange(10) % 2
-    batches = data.SemiSupervisedBatches(
-        stats[:10], y, stats[10:], 5, 10, seed=0, binarize=False, n_classes=2, transform=data.sample_gaussian
+    batches = m2.SemiSupervisedBatches(
+        stats[:10], y, stats[10:], 5, 10, seed=0, binarize=False, n_classes=2, transform=m2.sample_gaussian
     )
     first, again = batches[0]["x_unlabelled"], batches[0]["x_unlabelled"]
     assert first.shape == (10, 2) and not np.allclose(first, again), "each draw must be a fresh sample"
     with pytest.raises(ValueError, match="binarize=False"):
-        data.SemiSupervisedBatches(stats[:10], y, stats[10:], 5, 10, seed=0, transform=data.sample_gaussian)
+        m2.SemiSupervisedBatches(stats[:10], y, stats[10:], 5, 10, seed=0, transform=m2.sample_gaussian)
 
 
 def test_a_complete_run_loads_into_a_fresh_vae_without_training(tmp_path):

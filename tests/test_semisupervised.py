@@ -13,18 +13,19 @@ import pytest
 from keras import ops
 from scipy.special import log_softmax, softmax
 
-from vae_utils import data, evaluate, models
+from vae_utils import evaluate, m2
 
 K, LATENT, SHAPE = 3, 2, (4, 4)
 
 
 def _m2(likelihood="bernoulli", decoder=None, n_classes=K, shape=SHAPE, hidden=(8,), **kwargs):
     keras.utils.set_random_seed(0)
-    kwargs.setdefault("alpha", 1.0)
-    return models.SemiSupervisedVAE(
-        models.m2_classifier(shape, n_classes, hidden=hidden),
-        models.m2_encoder(shape, n_classes, LATENT, hidden=hidden),
-        decoder or models.m2_decoder(LATENT, n_classes, shape, hidden=hidden, likelihood=likelihood),
+    kwargs.setdefault("n_labelled", 10)
+    kwargs.setdefault("n_unlabelled", 60)
+    return m2.SemiSupervisedVAE(
+        m2.classifier(shape, n_classes, hidden=hidden),
+        m2.encoder(shape, n_classes, LATENT, hidden=hidden),
+        decoder or m2.decoder(LATENT, n_classes, shape, hidden=hidden, likelihood=likelihood),
         n_classes=n_classes,
         likelihood=likelihood,
         seed=0,
@@ -121,36 +122,97 @@ class _CountingDecoder(keras.Model):
 
 
 def test_the_unlabelled_loss_decodes_all_classes_in_one_batched_call():
-    counting = _CountingDecoder(models.m2_decoder(LATENT, K, SHAPE, hidden=(8,)))
+    counting = _CountingDecoder(m2.decoder(LATENT, K, SHAPE, hidden=(8,)))
     model = _m2(decoder=counting)
     x = _inputs("bernoulli", n=6)
     assert tuple(model.unlabelled_loss(x).shape) == (6,)
     assert counting.rows == [6 * K]
 
 
-def test_alpha_defaults_to_the_papers_weight_or_is_given():
-    assert _m2(alpha=None, n_total=400, n_labelled=40).alpha == pytest.approx(1.0)  # 0.1 * 400 / 40
-    assert _m2(alpha=0.25).alpha == 0.25
-    with pytest.raises(ValueError, match=r"needs alpha, or n_total and n_labelled.*found n_total=None"):
-        _m2(alpha=None)
-    with pytest.raises(ValueError, match="not both"):
-        _m2(alpha=1.0, n_total=400, n_labelled=40)
-    with pytest.raises(ValueError, match="found n_labelled=50 > n_total=40"):
-        _m2(alpha=None, n_total=40, n_labelled=50)
+def test_the_constructor_names_what_it_expected_and_found():
+    model = _m2()
+    assert (model.alpha, model.n_total, model.weight_prior) == (0.1, 70, True)  # the paper's defaults
+    with pytest.raises(ValueError, match="n_labelled must be an integer >= 1, found 0"):
+        _m2(n_labelled=0)
+    with pytest.raises(ValueError, match="n_unlabelled must be an integer >= 1, found 2.5"):
+        _m2(n_unlabelled=2.5)
+    with pytest.raises(ValueError, match="alpha must be a finite number >= 0.0, found -1.0"):
+        _m2(alpha=-1)
     with pytest.raises(ValueError, match="n_classes=4 classes, found an output of last dimension 3"):
-        models.SemiSupervisedVAE(
-            models.m2_classifier(SHAPE, K),
-            models.m2_encoder(SHAPE, 4, LATENT),
-            models.m2_decoder(LATENT, 4, SHAPE),
+        m2.SemiSupervisedVAE(
+            m2.classifier(SHAPE, K),
+            m2.encoder(SHAPE, 4, LATENT),
+            m2.decoder(LATENT, 4, SHAPE),
             n_classes=4,
-            alpha=1.0,
+            n_labelled=4,
+            n_unlabelled=40,
         )
     with pytest.raises(ValueError, match=r"likelihood must be one of \('bernoulli', 'gaussian'\)"):
         _m2(likelihood="logistic")
 
 
-def test_a_batch_loss_is_the_two_mean_bounds_plus_alpha_times_the_mean_cross_entropy():
-    model = _m2(alpha=None, n_total=70, n_labelled=10)  # alpha = 0.7
+def _numpy_mlp(net, inputs):
+    """A Keras MLP of this package (Dense + softplus, linear heads) evaluated in float64 NumPy."""
+    dense = [layer for layer in net.layers if isinstance(layer, keras.layers.Dense)]
+    heads = [layer for layer in dense if layer.activation is keras.activations.linear]
+    h = np.concatenate([np.asarray(v, np.float64).reshape(len(v), -1) for v in inputs], axis=1)
+    for layer in dense:
+        if layer in heads:
+            continue
+        kernel, bias = (np.asarray(w, np.float64) for w in layer.get_weights())
+        h = np.logaddexp(0.0, h @ kernel + bias)  # softplus
+    return [h @ w.astype(np.float64) + b for w, b in (layer.get_weights() for layer in heads)]
+
+
+def test_the_loss_is_the_papers_objective_computed_independently_in_numpy():
+    """learn_yz_x_ss.py: f = -[(sum_l (L + beta log q(y|x)) + sum_u U) n_mb + log p(theta)] / N."""
+    n_l, n_u, b_l, b_u = 12, 36, 4, 12  # three minibatches of 4 labelled + 12 unlabelled: n_mb = 3
+    model = _m2(n_labelled=n_l, n_unlabelled=n_u, alpha=0.1)
+    rng = np.random.default_rng(7)
+    x_l, x_u = _inputs("bernoulli", n=b_l, seed=8), _inputs("bernoulli", n=b_u, seed=9)
+    y_l = np.eye(K)[[0, 1, 2, 1]]
+    eps_l = rng.standard_normal((b_l, LATENT))
+    eps_u = rng.standard_normal((b_u, K, LATENT))
+
+    def bound(x, y, eps):  # L(x, y) = log p(x|y,z) + log p(y) - KL, in float64
+        z_mean, z_log_var = _numpy_mlp(model.encoder, [x, y])
+        z = z_mean + np.exp(0.5 * z_log_var) * eps
+        (logits,) = _numpy_mlp(model.decoder, [z, y])
+        x_flat = x.reshape(len(x), -1)
+        log_px = np.sum(x_flat * logits - np.logaddexp(0.0, logits), axis=1)
+        kl = 0.5 * np.sum(np.exp(z_log_var) + z_mean**2 - 1.0 - z_log_var, axis=1)
+        return log_px + np.log(1.0 / K) - kl
+
+    def log_q(x):
+        return log_softmax(_numpy_mlp(model.classifier, [x])[0], axis=1)
+
+    n, n_mb = n_l + n_u, n_l // b_l
+    beta = 0.1 * n / n_l
+    labelled = bound(x_l, y_l, eps_l) + beta * np.sum(y_l * log_q(x_l), axis=1)
+    bounds_u = np.stack([bound(x_u, np.eye(K)[[k] * b_u], eps_u[:, k]) for k in range(K)], axis=1)
+    q_u = np.exp(log_q(x_u))
+    unlabelled = np.sum(q_u * (bounds_u - np.log(q_u)), axis=1)
+    kernels = [
+        np.asarray(v, np.float64)
+        for net in (model.classifier, model.encoder, model.decoder)
+        for v in net.weights
+        if v.name == "kernel"
+    ]
+    log_prior = sum(np.sum(-0.5 * w**2 - 0.5 * np.log(2 * np.pi)) for w in kernels)
+    expected = -((labelled.sum() + unlabelled.sum()) * n_mb + log_prior) / n
+
+    batch = {"x_labelled": x_l, "y_labelled": y_l.astype("float32"), "x_unlabelled": x_u}
+    terms = model.terms(batch, eps_labelled=eps_l.astype("float32"), eps_unlabelled=eps_u.astype("float32"))
+    assert float(model.objective(terms)) == pytest.approx(expected, rel=1e-5)
+    # and what fit minimises is the same objective
+    assert float(model.compute_loss(x=batch, y_pred=terms)) == pytest.approx(expected, rel=1e-5)
+    without_prior = _m2(n_labelled=n_l, n_unlabelled=n_u, weight_prior=False)
+    terms = without_prior.terms(batch, eps_labelled=eps_l, eps_unlabelled=eps_u)
+    assert float(without_prior.objective(terms)) == pytest.approx(expected + log_prior / n, rel=1e-5)
+
+
+def test_the_terms_of_a_batch_are_the_bounds_the_cross_entropy_and_the_hits():
+    model = _m2()
     x_l, x_u = _inputs("bernoulli", n=4, seed=4), _inputs("bernoulli", n=6, seed=5)
     y_l = np.array([0, 1, 2, 1])
     batch = {"x_labelled": x_l, "y_labelled": np.eye(K, dtype="float32")[y_l], "x_unlabelled": x_u}
@@ -166,9 +228,7 @@ def test_a_batch_loss_is_the_two_mean_bounds_plus_alpha_times_the_mean_cross_ent
     cross_entropy = -log_softmax(logits, axis=1)[np.arange(4), y_l]
     np.testing.assert_allclose(terms["classification"], cross_entropy, rtol=1e-5)
     np.testing.assert_array_equal(terms["correct"], logits.argmax(axis=1) == y_l)
-    loss = float(model.compute_loss(x=batch, y_pred=y_pred))
-    expected = terms["labelled"].mean() + terms["unlabelled"].mean() + 0.7 * cross_entropy.mean()
-    assert loss == pytest.approx(expected, rel=1e-5)
+    model.compute_loss(x=batch, y_pred=y_pred)
     assert float(model.classification_tracker.result()) == pytest.approx(cross_entropy.mean(), rel=1e-5)
     assert float(model.accuracy_tracker.result()) == pytest.approx(terms["correct"].mean())
 
@@ -183,7 +243,7 @@ def _indexed(n, offset=0.0):
 
 def test_semi_supervised_batches_cycle_the_labels_and_walk_the_unlabelled_set_once():
     x_l, y_l, x_u = _indexed(10, offset=0.5), np.arange(10) % 5, _indexed(40, offset=100.0)
-    batches = data.SemiSupervisedBatches(x_l, y_l, x_u, 4, 8, seed=0, binarize=False, n_classes=5)
+    batches = m2.SemiSupervisedBatches(x_l, y_l, x_u, 4, 8, seed=0, binarize=False, n_classes=5)
     assert len(batches) == 5
     orders = []
     for _ in range(2):
@@ -209,7 +269,7 @@ def test_semi_supervised_batches_cycle_the_labels_and_walk_the_unlabelled_set_on
 def test_semi_supervised_batches_binarise_afresh_every_epoch():
     x_l = np.full((6, *SHAPE), 128, "uint8")
     x_u = np.full((32, *SHAPE), 0.5, "float32")
-    batches = data.SemiSupervisedBatches(x_l, np.arange(6) % 3, x_u, 6, 16, seed=0, n_classes=3)
+    batches = m2.SemiSupervisedBatches(x_l, np.arange(6) % 3, x_u, 6, 16, seed=0, n_classes=3)
     first = batches[0]
     batches.on_epoch_end()
     second = batches[0]
@@ -217,7 +277,7 @@ def test_semi_supervised_batches_binarise_afresh_every_epoch():
         assert set(np.unique(first[key])) <= {0.0, 1.0} and first[key].dtype == np.float32
         assert 0.3 < first[key].mean() < 0.7
         assert not np.array_equal(first[key], second[key])  # identical images, fresh binarisations
-    again = data.SemiSupervisedBatches(x_l, np.arange(6) % 3, x_u, 6, 16, seed=0, n_classes=3)[0]
+    again = m2.SemiSupervisedBatches(x_l, np.arange(6) % 3, x_u, 6, 16, seed=0, n_classes=3)[0]
     np.testing.assert_array_equal(again["x_unlabelled"], first["x_unlabelled"])  # reproducible for a seed
 
 
@@ -238,7 +298,7 @@ def test_semi_supervised_batches_binarise_afresh_every_epoch():
 )
 def test_semi_supervised_batches_reject_inconsistent_inputs(x_l, y_l, x_u, message):
     with pytest.raises(ValueError, match=message):
-        data.SemiSupervisedBatches(x_l, y_l, x_u, 4, 8, seed=0, binarize=False, n_classes=3)
+        m2.SemiSupervisedBatches(x_l, y_l, x_u, 4, 8, seed=0, binarize=False, n_classes=3)
 
 
 # --- training and saving ------------------------------------------------------------------------------
@@ -261,21 +321,25 @@ def _toy_problem(n_classes=4, per_class=8, n_unlabelled=384, n_test=200, seed=0)
 def test_m2_trains_with_fit_and_classifies_held_out_data_well_above_chance():
     x_l, y_l, x_u, x_test, y_test = _toy_problem()
     keras.utils.set_random_seed(0)
-    model = models.SemiSupervisedVAE(
-        models.m2_classifier((8, 8), 4, hidden=(32,)),
-        models.m2_encoder((8, 8), 4, LATENT, hidden=(32,)),
-        models.m2_decoder(LATENT, 4, (8, 8), hidden=(32,)),
+    model = m2.SemiSupervisedVAE(
+        m2.classifier((8, 8), 4, hidden=(32,)),
+        m2.encoder((8, 8), 4, LATENT, hidden=(32,)),
+        m2.decoder(LATENT, 4, (8, 8), hidden=(32,)),
         n_classes=4,
-        n_total=len(x_l) + len(x_u),
         n_labelled=len(x_l),
+        n_unlabelled=len(x_u),
+        weight_prior=False,
         seed=0,
     )
     before = evaluate.accuracy(model, x_test, y_test)
     model.compile(optimizer=keras.optimizers.Adam(1e-2))
-    batches = data.SemiSupervisedBatches(x_l, y_l, x_u, 16, 64, seed=0, n_classes=4)
-    logs = model.fit(batches, epochs=8, verbose=0).history
+    batches = m2.SemiSupervisedBatches(x_l, y_l, x_u, 16, 64, seed=0, n_classes=4)
+    logs = model.fit(batches, epochs=15, verbose=0).history
     assert {"loss", "labelled_loss", "unlabelled_loss", "classification_loss", "accuracy"} <= set(logs)
-    combined = np.add(logs["labelled_loss"], logs["unlabelled_loss"])
+    n = model.n_total
+    combined = np.multiply(len(x_l) / n, logs["labelled_loss"]) + np.multiply(
+        len(x_u) / n, logs["unlabelled_loss"]
+    )
     combined += model.alpha * np.asarray(logs["classification_loss"])
     np.testing.assert_allclose(logs["loss"], combined, rtol=1e-4)
     assert logs["loss"][-1] < logs["loss"][0]
@@ -293,30 +357,32 @@ def test_stacked_m2_with_a_gaussian_decoder_trains_on_float_features():
     x_l = (centres[y_l] + 0.3 * rng.standard_normal((8, 6))).astype("float32")
     x_u = (centres[y_u] + 0.3 * rng.standard_normal((128, 6))).astype("float32")
     keras.utils.set_random_seed(0)
-    model = models.SemiSupervisedVAE(
-        models.m2_classifier((6,), 2, hidden=(16,)),
-        models.m2_encoder((6,), 2, LATENT, hidden=(16,)),
-        models.m2_decoder(LATENT, 2, (6,), hidden=(16,), likelihood="gaussian"),
+    model = m2.SemiSupervisedVAE(
+        m2.classifier((6,), 2, hidden=(16,)),
+        m2.encoder((6,), 2, LATENT, hidden=(16,)),
+        m2.decoder(LATENT, 2, (6,), hidden=(16,), likelihood="gaussian"),
         n_classes=2,
-        alpha=1.0,
+        n_labelled=8,
+        n_unlabelled=128,
         likelihood="gaussian",
     )
     assert tuple(model.decoder.output_shape) == (None, 12)  # a mean and a log-variance per feature
     model.compile(optimizer=keras.optimizers.Adam(1e-2))
-    batches = data.SemiSupervisedBatches(x_l, y_l, x_u, 8, 32, seed=0, binarize=False, n_classes=2)
+    batches = m2.SemiSupervisedBatches(x_l, y_l, x_u, 8, 32, seed=0, binarize=False, n_classes=2)
     logs = model.fit(batches, epochs=4, verbose=0).history
     assert np.all(np.isfinite(logs["loss"])) and logs["loss"][-1] < logs["loss"][0]
 
 
 def test_m2_saves_and_loads(tmp_path):
-    model = _m2("gaussian", alpha=None, n_total=90, n_labelled=9)
+    model = _m2("gaussian", alpha=0.3, n_labelled=9, n_unlabelled=81, weight_prior=False)
     x = _inputs("gaussian")
     eps = np.random.default_rng(2).standard_normal((len(x), K, LATENT)).astype("float32")
     expected = ops.convert_to_numpy(model.unlabelled_loss(x, eps=eps))
     model.save(tmp_path / "m2.keras")
     loaded = keras.saving.load_model(tmp_path / "m2.keras")
-    assert isinstance(loaded, models.SemiSupervisedVAE)
-    assert (loaded.n_classes, loaded.likelihood, loaded.alpha) == (K, "gaussian", pytest.approx(1.0))
+    assert isinstance(loaded, m2.SemiSupervisedVAE)
+    assert (loaded.n_classes, loaded.likelihood, loaded.alpha) == (K, "gaussian", pytest.approx(0.3))
+    assert (loaded.n_labelled, loaded.n_unlabelled, loaded.weight_prior) == (9, 81, False)
     assert loaded.sampling.seed == 0
     np.testing.assert_allclose(ops.convert_to_numpy(loaded.unlabelled_loss(x, eps=eps)), expected, rtol=1e-6)
     np.testing.assert_array_equal(loaded.classify(x), model.classify(x))
@@ -336,7 +402,7 @@ def test_the_same_m2_code_trains_on_jax():
     script = textwrap.dedent(
         """
         import json, keras, numpy as np
-        from vae_utils import data, evaluate, models
+        from vae_utils import evaluate, m2
         keras.utils.set_random_seed(0)
         rng = np.random.default_rng(0)
         prototypes = rng.random((2, 8, 8)) < 0.5
@@ -345,15 +411,16 @@ def test_the_same_m2_code_trains_on_jax():
             return np.where(rng.random(x.shape) < 0.05, ~x, x).astype("float32")
         y_l, y_test = np.repeat([0, 1], 8), rng.integers(0, 2, 100)
         x_l, x_u, x_test = draw(y_l), draw(rng.integers(0, 2, 256)), draw(y_test)
-        model = models.SemiSupervisedVAE(models.m2_classifier((8, 8), 2, hidden=(16,)),
-                                         models.m2_encoder((8, 8), 2, 2, hidden=(16,)),
-                                         models.m2_decoder(2, 2, (8, 8), hidden=(16,)),
-                                         n_classes=2, n_total=272, n_labelled=16, seed=0)
+        model = m2.SemiSupervisedVAE(m2.classifier((8, 8), 2, hidden=(16,)),
+                                     m2.encoder((8, 8), 2, 2, hidden=(16,)),
+                                     m2.decoder(2, 2, (8, 8), hidden=(16,)),
+                                     n_classes=2, n_labelled=16, n_unlabelled=256,
+                                     alpha=1.0, weight_prior=False, seed=0)
         model.compile(optimizer=keras.optimizers.Adam(1e-2))
-        batches = data.SemiSupervisedBatches(x_l, y_l, x_u, 16, 64, seed=0, n_classes=2)
+        batches = m2.SemiSupervisedBatches(x_l, y_l, x_u, 16, 64, seed=0, n_classes=2)
         logs = model.fit(batches, epochs=4, verbose=0).history
         print(json.dumps({"backend": keras.backend.backend(), **{k: v[-1] for k, v in logs.items()},
-                          "first_loss": logs["loss"][0], "alpha": model.alpha,
+                          "first_loss": logs["loss"][0], "alpha": model.alpha, "w_l": 16 / 272, "w_u": 256 / 272,
                           "test_accuracy": evaluate.accuracy(model, x_test, y_test)}))
         """
     )
@@ -366,7 +433,9 @@ def test_the_same_m2_code_trains_on_jax():
     assert result["backend"] == "jax"
     assert np.isfinite(result["loss"]) and result["loss"] < result["first_loss"]
     expected = (
-        result["labelled_loss"] + result["unlabelled_loss"] + result["alpha"] * result["classification_loss"]
+        result["w_l"] * result["labelled_loss"]
+        + result["w_u"] * result["unlabelled_loss"]
+        + result["alpha"] * result["classification_loss"]
     )
     assert result["loss"] == pytest.approx(expected, rel=1e-4)
     assert result["test_accuracy"] > 0.75  # chance is 0.5
