@@ -30,15 +30,18 @@ Introduced in ``notebooks/01_vae_mnist.ipynb``.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import os
 import pickle
 import tarfile
 import tempfile
+import time
+import urllib.error
 import urllib.request
 import zipfile
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
@@ -64,6 +67,13 @@ __all__ = [
 ]
 
 _CHUNK = 1 << 20
+_STALE_PART_S = 3600  # a temporary file untouched for an hour belongs to a download that was killed
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 class DataError(RuntimeError):
@@ -229,8 +239,14 @@ def _places(filename: str) -> str:
 def _temporary_file(directory: Path, name: str) -> Iterator[tuple[int, Path]]:
     """A new temporary file beside ``directory / name``; removed on exit unless it was renamed away."""
     directory.mkdir(parents=True, exist_ok=True)
+    now = time.time()
+    for stale in directory.glob(f".{glob.escape(name)}.*.part"):  # left by a killed download or build
+        with suppress(OSError):
+            if now - stale.stat().st_mtime > _STALE_PART_S:
+                stale.unlink()
     fd, tmp_name = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=directory)
     tmp = Path(tmp_name)
+    os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; a cache is shared like any other file
     try:
         yield fd, tmp
     finally:
@@ -248,10 +264,16 @@ def _downloaded(
     """
     with _temporary_file(directory, name) as (fd, tmp):
         digest = hashlib.new(algorithm)
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
-            while block := response.read(_CHUNK):
-                digest.update(block)
-                out.write(block)
+        try:
+            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
+                while block := response.read(_CHUNK):
+                    digest.update(block)
+                    out.write(block)
+        except (urllib.error.URLError, OSError) as exc:  # HTTPError, refused, timeout, reset
+            raise DataError(
+                f"could not download {name} from {url} ({exc}); nothing was kept. Check the connection, or "
+                "put the file in the cache or the mirror (VAE_DATA_DIR, VAE_DATA_MIRROR)"
+            ) from exc
         found = digest.hexdigest()
         if expected is not None and found != expected:
             raise DataError(
@@ -948,7 +970,12 @@ def labelled_split(y: np.ndarray, n_labelled: int, seed: int) -> tuple[np.ndarra
     ``(labelled, unlabelled)``: sorted, disjoint index arrays that together cover ``range(len(y))``,
     the same for the same ``seed``. Kingma et al. (2014) use such splits for N = 100, 600, 1000, 3000.
     """
-    y = np.asarray(y).reshape(-1)
+    y = np.asarray(y)
+    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(
+            f"y must hold integer class labels of shape (n,), found {y.dtype} of shape {y.shape}"
+            + (" (one-hot rows? pass y.argmax(axis=1))" if y.ndim == 2 else "")
+        )
     classes, counts = np.unique(y, return_counts=True)
     if isinstance(n_labelled, bool) or not isinstance(n_labelled, (int, np.integer)):
         raise TypeError(f"n_labelled must be an integer, found {type(n_labelled).__name__}")

@@ -18,6 +18,7 @@ from keras import ops
 from scipy.special import logsumexp
 
 from . import losses
+from .checks import positive_int
 
 __all__ = ["bits_per_dim", "elbo", "iwae_log_likelihood"]
 
@@ -67,13 +68,26 @@ def _as_batch(x, batch_size):
     return x
 
 
+def _as_images(x, batch_size):
+    """``_as_batch`` for data a VAE models: intensities in [0, 1], all finite."""
+    raw = np.asarray(x)
+    x = _as_batch(raw, batch_size)
+    if not np.all(np.isfinite(x)) or x.min() < 0.0 or x.max() > 1.0:
+        raise ValueError(
+            f"x must hold pixel values in [0, 1] (binarised, or 8-bit images divided by 255), found "
+            f"{raw.dtype} values in [{np.nanmin(x):.4g}, {np.nanmax(x):.4g}]"
+            + (" and NaN or infinity" if not np.all(np.isfinite(x)) else "")
+        )
+    return x
+
+
 def elbo(model, x, batch_size=500, seed=0):
     """The evidence lower bound of each example with one posterior sample: shape ``(n,)``.
 
     ``ELBO(x) = log p(x|z) - KL(q(z|x) || p(z))`` with ``z ~ q(z|x)`` drawn once (as in training)
     and the KL in closed form.
     """
-    x = _as_batch(x, batch_size)
+    x = _as_images(x, batch_size)
     rng = np.random.default_rng(seed)
     out = []
     for start in range(0, len(x), batch_size):
@@ -95,7 +109,7 @@ def iwae_log_likelihood(model, x, k=5000, batch_size=20, samples_per_pass=500, s
     log-sum-exp, so memory is bounded by ``batch_size * samples_per_pass`` decoded images, whatever
     ``k``. Returns one estimate per example, shape ``(n,)``, in nats.
     """
-    x = _as_batch(x, batch_size)
+    x = _as_images(x, batch_size)
     for name, value in (("k", k), ("samples_per_pass", samples_per_pass)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"{name} must be a positive integer, found {value!r}")
@@ -123,8 +137,13 @@ def bits_per_dim(log_likelihood, num_dims):
     pixels and the discretised logistic on 8-bit pixels are); ``num_dims`` is the number of modelled
     values per example (784 for MNIST, 32 * 32 * 3 = 3072 for a CIFAR-10 or SVHN image).
     """
-    if num_dims < 1:
-        raise ValueError(f"num_dims must be positive, found {num_dims}")
+    num_dims = positive_int("num_dims", num_dims)
+    log_likelihood = np.asarray(log_likelihood, dtype=np.float64)
+    if log_likelihood.size == 0 or not np.all(np.isfinite(log_likelihood)):
+        raise ValueError(
+            "log_likelihood must be a non-empty array of finite values in nats, found "
+            + ("an empty array" if log_likelihood.size == 0 else "NaN or infinite values")
+        )
     return -float(np.mean(log_likelihood)) / (num_dims * math.log(2.0))
 
 

@@ -185,7 +185,8 @@ def _check_pair(encoder, decoder, likelihood):
         expected = decoder_output_shape(x_shape if len(x_shape) == 3 else (*x_shape, 1), likelihood)
         if len(x_shape) != 3:
             raise ValueError(
-                f"a {likelihood} decoder needs images with a channel axis (h, w, c); the encoder takes {x_shape}"
+                f"a {likelihood} decoder needs images with a channel axis (h, w, c); "
+                f"the encoder takes {x_shape}"
             )
     if math.prod(out_shape) != math.prod(expected):  # (28, 28, 1) and (28, 28) hold the same pixels
         raise ValueError(

@@ -15,6 +15,7 @@ import numpy as np
 import seaborn as sns
 from scipy.stats import norm
 
+from .checks import positive_int
 from .latent import traverse
 
 __all__ = [
@@ -62,6 +63,9 @@ def _check_labels(labels, count, what):
 def image_grid(images, n_cols=10, titles=None, scale=1.0, suptitle=None):
     """Show a batch of grey or RGB images in a grid of ``n_cols`` columns, one panel per image."""
     images = _as_images(images)
+    n_cols = positive_int("n_cols", n_cols)
+    if len(images) == 0:
+        raise ValueError("image_grid needs at least one image, found none")
     n_rows = math.ceil(len(images) / n_cols)
     fig, axes = plt.subplots(n_rows, n_cols, figsize=(scale * n_cols, scale * n_rows), squeeze=False)
     for i, ax in enumerate(axes.flat):
