@@ -1,10 +1,10 @@
-# make notebooks            execute every notebook, full profile (the runs behind README's numbers)
-# make notebooks PROFILE=smoke   a quick pass: small subsets, few epochs, outputs under build/smoke/
+# make notebooks            execute every notebook in the smoke profile (small subsets, outputs under build/smoke/)
+# make notebooks PROFILE=full   the published runs: results/, figures/ and the notebooks' outputs
 # make test                 ruff, the unit tests and a smoke run of every notebook
 # Both create .venv from requirements.lock when it is missing or older than the lock.
 
 PYTHON ?= python3
-PROFILE ?= full
+PROFILE ?= smoke
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed

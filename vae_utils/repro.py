@@ -25,7 +25,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from .run import variant_tag
+from .run import STAGING_ENV, VARIANT_ENV, output_base, variant_tag
 
 __all__ = [
     "Checkpoints",
@@ -137,6 +137,11 @@ def _check_finite(metrics, prefix: str = "") -> None:
         raise ValueError(f"metric {prefix} is {metrics}: expected a finite number; nothing was saved")
 
 
+def _plain(value):
+    """NumPy scalars and arrays as plain Python numbers and lists, for JSON."""
+    return value.tolist() if hasattr(value, "tolist") else float(value)
+
+
 def code_version(*objects) -> str:
     """A short hash of the source of ``objects`` (classes, functions, modules): the code that trains."""
     digest = hashlib.sha1()
@@ -172,17 +177,24 @@ class Run:
 
     def __init__(self, name: str, *, seed: int, smoke: bool, variant: dict | None = None):
         self.name = name
-        # one run of a sweep (python -m vae_utils.run --sweep ...): its parameters name its files
-        self.variant = dict(variant or {})
+        # a run of a sweep (python -m vae_utils.run --sweep ...): its parameters name its files
+        swept = json.loads(os.environ.get(VARIANT_ENV) or "{}")
+        self.variant = {**dict(variant or {}), **swept}
         self.tag = variant_tag(self.variant) if self.variant else None
         self.seed = seed_everything(seed)
         self.profile = "smoke" if smoke else "full"
         self.started = time.perf_counter()
         self.started_at = dt.datetime.now(dt.UTC)
-        base = os.environ.get("VAE_OUTPUT_DIR")
-        self.base = Path(base) if base else (ROOT / "build" / "smoke" if smoke else ROOT)
-        self.results_dir = self.base / "results"
-        self.figures_dir = self.base / "figures"
+        self.base = output_base(self.profile)
+        # under the runner, metrics and figures are staged and published only once the notebook finished
+        staging = os.environ.get(STAGING_ENV)
+        self.staging = Path(staging) if staging else None
+        written = self.staging or self.base
+        self.results_dir = written / "results"
+        self.figures_dir = written / "figures"
+        self.figure_prefix = f"{self.name}__{self.tag}" if self.tag else self.name
+        if self.staging:
+            write_json(self.staging / "run.json", {"figure_prefix": self.figure_prefix})
         self.trainings: dict[str, Checkpoints] = {}
 
     def checkpoints(
@@ -218,8 +230,7 @@ class Run:
     def save_figure(self, fig, stem: str) -> Path:
         """Save ``fig`` as ``<figures_dir>/<name>_<stem>.png`` (written whole, then renamed)."""
         self.figures_dir.mkdir(parents=True, exist_ok=True)
-        prefix = f"{self.name}__{self.tag}" if self.tag else self.name
-        path = self.figures_dir / f"{prefix}_{stem}.png"
+        path = self.figures_dir / f"{self.figure_prefix}_{stem}.png"
         tmp = path.with_name(f".{path.name}.tmp.png")
         try:
             fig.savefig(tmp, dpi=100, bbox_inches="tight")
@@ -233,8 +244,8 @@ class Run:
 
         A run of a sweep (``variant`` given) saves to ``<results_dir>/<name>/<tag>.json`` instead.
         """
-        metrics = json.loads(json.dumps(metrics, default=float))  # NumPy scalars -> plain floats
         _check_finite(metrics)
+        metrics = json.loads(json.dumps(metrics, default=_plain))  # NumPy values -> plain numbers
         payload = {
             "notebook": self.name,
             "profile": self.profile,
@@ -311,6 +322,7 @@ class Checkpoints:
         write_json(self.directory / "config.json", self.config)
         best = None
         if self.resuming:
+            self._check_backup()
             log = self.history()
             values = log.get(self.monitor, [])
             best = (min if self.mode == "min" else max)(values) if values else None
@@ -334,6 +346,21 @@ class Checkpoints:
             # last, so that an epoch is only backed up once it is logged and its best weights kept
             keras.callbacks.BackupAndRestore(str(self.backup_dir)),
         ]
+
+    def _check_backup(self) -> None:
+        """Refuse a backup that ``BackupAndRestore`` could not resume from, naming the folder."""
+        import h5py
+
+        metadata = self.backup_dir / "training_metadata.json"
+        weights = self.backup_dir / "latest.weights.h5"
+        try:
+            if metadata.exists():
+                json.loads(metadata.read_text())
+            if weights.exists():
+                with h5py.File(weights, "r"):
+                    pass
+        except (OSError, ValueError) as exc:
+            raise self._broken(f"backup in {self.backup_dir.name}/", exc) from exc
 
     def record(self) -> dict:
         """What a results file says of this training: its key, whether it resumed, epochs logged."""

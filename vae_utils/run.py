@@ -1,29 +1,35 @@
 """Execute the notebooks with papermill: ``python -m vae_utils.run [NOTEBOOK ...] --profile smoke|full``.
 
-* ``full`` (the default) runs each notebook with its own settings, those that reproduce the published
-  figures and numbers, and writes the executed notebook back in place (execution counts and
-  papermill's metadata stripped), so that the repository shows the outputs of the last full run.
-  Metrics go to ``results/``, figures to ``figures/``.
-* ``smoke`` sets the papermill parameter ``SMOKE=True`` (a small subset, few epochs, the same code
-  paths) and writes the executed copies, metrics and figures under ``build/smoke/``, outside git.
-* ``--sweep NAME=V1,V2`` (repeatable) runs the notebook once per combination of the values, passing
-  them as papermill parameters: ``--sweep N_LABELLED=100,1000 --sweep SEED=0,1,2`` makes six runs. The
-  executed copies go to ``build/sweep/`` (``<notebook>__<tag>.ipynb``, the tag as ``variant_tag`` writes
-  it); the notebook saves one metrics file per run (``repro.Run(..., variant=...)``).
+* ``smoke`` (the default) sets the papermill parameter ``SMOKE=True`` (a small subset, few epochs, the
+  same code paths) and writes the executed copies, metrics and figures under ``build/smoke/``, outside git.
+* ``full`` runs each notebook with its own settings, those that reproduce the published figures and
+  numbers, and publishes the executed notebook (execution counts and papermill's metadata stripped), its
+  metrics in ``results/`` and its figures in ``figures/``.
+* ``--sweep NAME=V1,V2`` (repeatable, NAME a parameter of the notebook) runs the notebook once per
+  combination of the values: ``--sweep N_LABELLED=100,1000 --sweep SEED=0,1,2`` makes six runs. Each run
+  saves its own metrics file, ``results/<notebook>/<tag>.json``, and executed copy, ``build/sweep/``.
+* ``--output-dir DIR`` puts the executed notebooks, metrics and figures under DIR instead.
 
-Each notebook's wall time is printed when it ends.
+A run publishes nothing unless it finished: the notebook writes its metrics and figures into a staging
+folder, and the runner moves them into place together with the executed notebook only once the last cell
+has run. A failed or interrupted run (Ctrl-C, SIGTERM) leaves the published files as they were.
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import glob
 import itertools
+import json
 import os
 import re
+import shutil
+import signal
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import nbformat
@@ -34,6 +40,21 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 SMOKE_DIR = ROOT / "build" / "smoke"
 SWEEP_DIR = ROOT / "build" / "sweep"
+STAGING_DIR = ROOT / "build" / "staging"
+
+#: Environment variables the runner passes to a notebook's kernel (``repro.Run`` reads them).
+STAGING_ENV, VARIANT_ENV = "VAE_STAGING_DIR", "VAE_RUN_VARIANT"
+#: Paths the kernel reads; made absolute before it starts, since it runs in ``notebooks/``.
+PATH_ENVS = ("VAE_DATA_DIR", "VAE_DATA_MIRROR", "VAE_OUTPUT_DIR")
+
+
+def output_base(profile: str) -> Path:
+    """Where a run's ``results/`` and ``figures/`` go: ``$VAE_OUTPUT_DIR``, else the repository (full)
+    or ``build/smoke/`` (smoke)."""
+    custom = os.environ.get("VAE_OUTPUT_DIR")
+    if custom:
+        return Path(custom)
+    return ROOT if profile == "full" else SMOKE_DIR
 
 
 def variant_tag(variant: dict) -> str:
@@ -49,10 +70,11 @@ def variant_tag(variant: dict) -> str:
     return "_".join(parts)
 
 
-def parse_sweep(specs: list[str]) -> list[dict]:
+def parse_sweep(specs: list[str], parameters=None) -> list[dict]:
     """``["N=100,600", "SEED=0,1"]`` -> every combination as a dict of parameters, in order.
 
     Values are Python literals where they parse as one (``100``, ``0.5``, ``True``), strings otherwise.
+    ``parameters``: the notebook's parameter names; a sweep over any other name is refused.
     """
     names, value_lists = [], []
     for spec in specs:
@@ -63,9 +85,23 @@ def parse_sweep(specs: list[str]) -> list[dict]:
             )
         if name in names:
             raise ValueError(f"parameter {name} is swept twice: give all its values in one --sweep")
+        if parameters is not None and name not in parameters:
+            raise ValueError(
+                f"{name} is not a parameter of the notebook: expected one of {sorted(parameters)}"
+            )
+        items = [v.strip() for v in values.split(",")]
+        if any(not v for v in items):
+            raise ValueError(f"a sweep value is empty in {spec!r}: expected NAME=V1,V2,... with none empty")
+        if len(set(items)) != len(items):
+            raise ValueError(f"a sweep value is repeated in {spec!r}: each run would overwrite another")
         names.append(name)
-        value_lists.append([_literal(v.strip()) for v in values.split(",")])
+        value_lists.append([_literal(v) for v in items])
     return [dict(zip(names, combo)) for combo in itertools.product(*value_lists)]
+
+
+def notebook_parameters(notebook: Path) -> set[str]:
+    """The names defined in the notebook's cell tagged ``parameters``."""
+    return set(papermill.inspect_notebook(str(notebook)))
 
 
 def _literal(text: str):
@@ -95,6 +131,65 @@ def _strip(path: Path) -> None:
     nbformat.write(nb, path)
 
 
+@contextmanager
+def _kernel_environment(values: dict):
+    """Set environment variables for the kernel (it inherits this process's environment), then restore."""
+    saved = {name: os.environ.get(name) for name in values}
+    for name in PATH_ENVS:
+        if os.environ.get(name):
+            saved.setdefault(name, os.environ[name])
+            values.setdefault(name, str(Path(os.environ[name]).resolve()))
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@contextmanager
+def _terminate_as_interrupt():
+    """Turn SIGTERM into KeyboardInterrupt, so that a killed run cleans up like Ctrl-C."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _publish(staging: Path, base: Path, notebook_tmp: Path, target: Path, full: bool) -> None:
+    """Move the staged metrics and figures under ``base`` and the executed notebook to ``target``.
+
+    A full run also removes the published figures of the same notebook run (same name and variant) that
+    it did not make again, so that ``figures/`` holds one run's figures, not a mix of runs.
+    """
+    staged = sorted(p for p in staging.rglob("*") if p.is_file() and p.name != "run.json")
+    manifest = staging / "run.json"
+    if full and manifest.exists():
+        prefix = json.loads(manifest.read_text())["figure_prefix"]  # "<name>" or "<name>__<tag>"
+        made = {p.name for p in staged if p.parent.name == "figures"}
+        for old in (base / "figures").glob(f"{glob.escape(prefix)}_*.png"):
+            another_variant = "__" not in prefix and old.name.startswith(f"{prefix}__")
+            if old.name not in made and not another_variant:
+                old.unlink()
+    for path in staged:
+        destination = base / path.relative_to(staging)
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, destination)
+    os.replace(notebook_tmp, target)
+
+
 def execute(
     notebook: Path,
     profile: str,
@@ -104,8 +199,9 @@ def execute(
 ) -> Path:
     """Run one notebook in ``profile`` and return the path of the executed copy.
 
-    With a ``tag`` (one run of a sweep) the copy is ``<output_dir>/<notebook>__<tag>.ipynb`` and the
-    notebook itself is never rewritten, whatever the profile.
+    With a ``tag`` (one run of a sweep) the copy is ``<output_dir>/<notebook>__<tag>.ipynb``, the
+    parameters name the run's metrics file, and the notebook itself is never rewritten. Metrics and
+    figures are staged and published with the executed copy only if every cell ran.
     """
     notebook = Path(notebook).resolve()
     if not notebook.is_file():
@@ -122,32 +218,37 @@ def execute(
     print(f"[{profile}] {label} ...", flush=True)
     if tag is not None:
         output_dir = Path(output_dir or SWEEP_DIR)
-        output_dir.mkdir(parents=True, exist_ok=True)
         target = output_dir / f"{notebook.stem}__{tag}.ipynb"
     elif profile == "smoke":
         output_dir = Path(output_dir or SMOKE_DIR / "notebooks")
-        output_dir.mkdir(parents=True, exist_ok=True)
         target = output_dir / notebook.name
     else:
         target = Path(output_dir) / notebook.name if output_dir else notebook
+    target.parent.mkdir(parents=True, exist_ok=True)
+    STAGING_DIR.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f"{notebook.stem}.", dir=STAGING_DIR))
+    variant = {k: v for k, v in parameters.items() if k != "SMOKE"} if tag is not None else {}
+    env = {STAGING_ENV: str(staging), VARIANT_ENV: json.dumps(variant)}
     # Execute into a temporary file beside the target: a failed run leaves the target untouched.
     fd, tmp = tempfile.mkstemp(prefix=f".{notebook.stem}.", suffix=".ipynb", dir=target.parent)
     os.close(fd)
     try:
-        papermill.execute_notebook(
-            str(notebook),
-            tmp,
-            parameters=parameters or None,
-            cwd=str(notebook.parent),
-            kernel_name="python3",
-            progress_bar=sys.stderr.isatty(),
-            log_output=not sys.stderr.isatty(),
-        )
-        if profile == "full":
-            _strip(Path(tmp))
-        os.replace(tmp, target)
+        with _terminate_as_interrupt(), _kernel_environment(env):
+            papermill.execute_notebook(
+                str(notebook),
+                tmp,
+                parameters=parameters or None,
+                cwd=str(notebook.parent),
+                kernel_name="python3",
+                progress_bar=sys.stderr.isatty(),
+                log_output=not sys.stderr.isatty(),
+            )
+            if profile == "full":
+                _strip(Path(tmp))
+            _publish(staging, output_base(profile), Path(tmp), target, full=profile == "full")
     finally:
         Path(tmp).unlink(missing_ok=True)
+        shutil.rmtree(staging, ignore_errors=True)
     print(f"[{profile}] {label}: {time.perf_counter() - started:.1f} s -> {target}", flush=True)
     return target
 
@@ -155,8 +256,13 @@ def execute(
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m vae_utils.run", description=__doc__.split("\n")[0])
     parser.add_argument("notebooks", nargs="*", type=Path, help="notebooks to run (default: all, in order)")
-    parser.add_argument("--profile", choices=("smoke", "full"), default="full")
-    parser.add_argument("--output-dir", type=Path, help="where executed copies go (default: see above)")
+    parser.add_argument(
+        "--profile",
+        choices=("smoke", "full"),
+        default="smoke",
+        help="smoke (default): a quick pass, outputs under build/smoke/; full: the published runs",
+    )
+    parser.add_argument("--output-dir", type=Path, help="where executed notebooks, metrics and figures go")
     parser.add_argument(
         "--sweep",
         action="append",
@@ -168,14 +274,20 @@ def main(argv=None) -> int:
     paths = args.notebooks or notebooks()
     if not paths:
         parser.error(f"no notebooks found in {NOTEBOOKS}")
+    plans = []
     try:
-        variants = parse_sweep(args.sweep) if args.sweep else [None]
-        tags = [variant_tag(v) if v else None for v in variants]
+        for path in paths:
+            if not Path(path).is_file():
+                raise ValueError(f"no notebook at {path}")
+            names = notebook_parameters(path) if args.sweep else None
+            variants = parse_sweep(args.sweep, names) if args.sweep else [None]
+            plans += [(path, v, variant_tag(v) if v else None) for v in variants]
     except ValueError as exc:
         parser.error(str(exc))
-    for path in paths:
-        for variant, tag in zip(variants, tags):
-            execute(path, args.profile, args.output_dir, parameters=variant, tag=tag)
+    if args.output_dir is not None:  # everything a run writes goes there, not only the notebooks
+        os.environ["VAE_OUTPUT_DIR"] = str(args.output_dir.resolve())
+    for path, variant, tag in plans:
+        execute(path, args.profile, args.output_dir, parameters=variant, tag=tag)
     return 0
 
 
