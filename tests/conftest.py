@@ -15,14 +15,18 @@ def _mirror() -> Path | None:
     candidates = [os.environ.get("VAE_DATA_MIRROR"), ROOT.parent / "shared" / "datasets"]
     for candidate in candidates:
         if candidate and (Path(candidate) / "SHA256SUMS").is_file():
-            return Path(candidate)
+            return Path(candidate).resolve()  # the notebooks' kernels run in notebooks/
     return None
+
+
+#: Found once, when the tests start: fixtures that empty the environment (``isolated``) may run first.
+MIRROR = _mirror()
 
 
 @pytest.fixture
 def mirror() -> Path:
     """The offline mirror of prepared datasets (``$VAE_DATA_MIRROR`` or ``../shared/datasets``)."""
-    path = _mirror()
+    path = MIRROR
     if path is None:
         if os.environ.get("CI"):
             pytest.fail("CI must provide the dataset mirror: set VAE_DATA_MIRROR")

@@ -420,7 +420,8 @@ def test_the_same_m2_code_trains_on_jax():
         batches = m2.SemiSupervisedBatches(x_l, y_l, x_u, 16, 64, seed=0, n_classes=2)
         logs = model.fit(batches, epochs=4, verbose=0).history
         print(json.dumps({"backend": keras.backend.backend(), **{k: v[-1] for k, v in logs.items()},
-                          "first_loss": logs["loss"][0], "alpha": model.alpha, "w_l": 16 / 272, "w_u": 256 / 272,
+                          "first_loss": logs["loss"][0], "alpha": model.alpha,
+                          "w_l": 16 / 272, "w_u": 256 / 272,
                           "test_accuracy": evaluate.accuracy(model, x_test, y_test)}))
         """
     )

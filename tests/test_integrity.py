@@ -1,0 +1,307 @@
+"""A run publishes nothing unless it finished: diverged, stale, interrupted or failed runs leave no trace."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import h5py
+import keras
+import nbformat
+import numpy as np
+import pytest
+from nbformat.v4 import new_code_cell, new_notebook
+
+from vae_utils import models, repro, run
+
+SHAPE = (4, 4)
+
+
+def _notebook(path, body, params="SMOKE = False\nEPOCHS = 50"):
+    cell = new_code_cell(params)
+    cell.metadata["tags"] = ["parameters"]
+    nb = new_notebook(cells=[cell, new_code_cell(body)])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+    return path
+
+
+SAVES = """
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+from vae_utils import repro
+run = repro.Run("01_demo", seed=0, smoke=SMOKE)
+fig = plt.figure()
+run.save_figure(fig, "curve")
+run.save_metrics({"epochs": EPOCHS})
+"""
+
+
+@pytest.fixture
+def published(tmp_path, monkeypatch):
+    """Where runs publish (``$VAE_OUTPUT_DIR``), with a figure and a metrics file of an earlier run."""
+    base = tmp_path / "published"
+    (base / "figures").mkdir(parents=True)
+    (base / "results").mkdir()
+    (base / "figures" / "01_demo_curve.png").write_text("earlier run")
+    (base / "results" / "01_demo.json").write_text("earlier run")
+    monkeypatch.setenv("VAE_OUTPUT_DIR", str(base))
+    return base
+
+
+def _staging_left():
+    return [p for p in run.STAGING_DIR.glob("01_demo.*")] if run.STAGING_DIR.exists() else []
+
+
+# --- the runner -------------------------------------------------------------------------------------
+
+
+@pytest.mark.notebook
+def test_a_run_that_fails_at_its_last_cell_publishes_none_of_its_figures_or_metrics(tmp_path, published):
+    source = _notebook(tmp_path / "01_demo.ipynb", SAVES + "\nraise RuntimeError('last cell failed')")
+    before = source.read_text()
+    with pytest.raises(Exception, match="last cell failed"):
+        run.execute(source, "full")
+    assert source.read_text() == before
+    assert (published / "figures" / "01_demo_curve.png").read_text() == "earlier run"
+    assert (published / "results" / "01_demo.json").read_text() == "earlier run"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["01_demo.ipynb", "published"]
+    assert _staging_left() == []
+
+
+@pytest.mark.notebook
+def test_a_finished_run_publishes_its_figures_metrics_and_notebook_together(tmp_path, published):
+    (published / "figures" / "01_demo_gone.png").write_text("a figure this run no longer makes")
+    (published / "figures" / "01_demo__SEED=1_curve.png").write_text("another variant's figure")
+    source = _notebook(tmp_path / "01_demo.ipynb", SAVES)
+    run.execute(source, "full")
+    assert (published / "figures" / "01_demo_curve.png").read_bytes().startswith(b"\x89PNG")
+    assert json.loads((published / "results" / "01_demo.json").read_text())["metrics"] == {"epochs": 50}
+    assert not (published / "figures" / "01_demo_gone.png").exists()  # stale: not of this run
+    assert (published / "figures" / "01_demo__SEED=1_curve.png").exists()  # another run's: kept
+    assert nbformat.read(source, as_version=4).cells[-1].outputs, "the executed notebook is published too"
+    assert _staging_left() == []
+
+
+@pytest.mark.notebook
+def test_every_run_of_a_sweep_saves_its_own_results_file(tmp_path, published):
+    source = _notebook(tmp_path / "01_demo.ipynb", SAVES)
+    assert run.main([str(source), "--profile", "full", "--sweep", "EPOCHS=2,3"]) == 0
+    for epochs in (2, 3):
+        record = json.loads((published / "results" / "01_demo" / f"EPOCHS={epochs}.json").read_text())
+        assert record["metrics"] == {"epochs": epochs} and record["variant"] == {"EPOCHS": epochs}
+        assert (published / "figures" / f"01_demo__EPOCHS={epochs}_curve.png").exists()
+    assert (published / "results" / "01_demo.json").read_text() == "earlier run"  # not overwritten
+
+
+@pytest.mark.parametrize(
+    ("sweep", "message"),
+    [
+        ("NOPE=1", "NOPE is not a parameter of the notebook: expected one of .'EPOCHS', 'SMOKE'."),
+        ("EPOCHS=1,,2", "a sweep value is empty in 'EPOCHS=1,,2'"),
+        ("EPOCHS=1,1", "a sweep value is repeated"),
+    ],
+)
+def test_a_sweep_over_an_unknown_name_or_an_empty_value_is_refused_before_anything_runs(
+    tmp_path, capsys, sweep, message
+):
+    source = _notebook(tmp_path / "01_demo.ipynb", "raise RuntimeError('must not run')")
+    with pytest.raises(SystemExit):
+        run.main([str(source), "--profile", "full", "--sweep", sweep])
+    assert re.search(message, capsys.readouterr().err)
+
+
+@pytest.mark.notebook
+def test_without_a_profile_the_runner_does_a_smoke_run_and_output_dir_takes_everything(tmp_path, monkeypatch):
+    monkeypatch.delenv("VAE_OUTPUT_DIR", raising=False)
+    source = _notebook(tmp_path / "01_demo.ipynb", SAVES + "\nprint('smoke' if SMOKE else 'full')")
+    before = source.read_text()
+    out = tmp_path / "out"
+    assert run.main([str(source), "--output-dir", str(out)]) == 0
+    assert source.read_text() == before
+    executed = nbformat.read(out / "01_demo.ipynb", as_version=4)
+    assert executed.cells[-1].outputs[-1]["text"] == "smoke\n"
+    assert json.loads((out / "results" / "01_demo.json").read_text())["profile"] == "smoke"
+    assert (out / "figures" / "01_demo_curve.png").exists()
+
+
+@pytest.mark.notebook
+def test_a_relative_data_path_reaches_the_kernel_as_an_absolute_one(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("VAE_DATA_MIRROR", "relative/mirror")
+    source = _notebook(tmp_path / "01_demo.ipynb", "import os; print(os.environ['VAE_DATA_MIRROR'])")
+    out = run.execute(source, "smoke", output_dir=tmp_path / "out")
+    printed = nbformat.read(out, as_version=4).cells[-1].outputs[0]["text"].strip()
+    assert printed == str(tmp_path / "relative" / "mirror")
+    assert os.environ["VAE_DATA_MIRROR"] == "relative/mirror"  # this process's environment is restored
+
+
+@pytest.mark.notebook
+def test_sigterm_stops_a_full_run_and_leaves_nothing_half_written(tmp_path, published):
+    source = _notebook(
+        tmp_path / "01_demo.ipynb", SAVES + "\nimport time\nprint('started', flush=True)\ntime.sleep(120)"
+    )
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "vae_utils.run", str(source), "--profile", "full"],
+        env={**os.environ, "VAE_OUTPUT_DIR": str(published)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not any(p.name == "01_demo_curve.png" for p in run.STAGING_DIR.rglob("*.png")):
+        assert time.monotonic() < deadline and runner.poll() is None, "the notebook never reached its sleep"
+        time.sleep(0.5)
+    runner.send_signal(signal.SIGTERM)
+    runner.communicate(timeout=60)
+    assert runner.returncode != 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["01_demo.ipynb", "published"]  # no temp copy
+    assert (published / "figures" / "01_demo_curve.png").read_text() == "earlier run"
+    assert _staging_left() == []
+
+
+# --- metrics and checkpoints ----------------------------------------------------------------------------
+
+
+def test_save_metrics_refuses_a_non_finite_value_inside_an_array_naming_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("VAE_OUTPUT_DIR", str(tmp_path))
+    monkeypatch.delenv(run.STAGING_ENV, raising=False)
+    monkeypatch.delenv(run.VARIANT_ENV, raising=False)
+    r = repro.Run("99_test", seed=0, smoke=True)
+    with pytest.raises(ValueError, match=r"metric m2.errors\[1\] is nan"):
+        r.save_metrics({"m2": {"errors": np.array([3.0, np.nan])}})
+    assert not (tmp_path / "results").exists()
+    path = r.save_metrics({"errors": np.array([3.0, 4.5])})
+    assert json.loads(path.read_text())["metrics"] == {"errors": [3.0, 4.5]}
+
+
+def _vae(seed=0):
+    keras.utils.set_random_seed(seed)
+    return models.VAE(
+        models.dense_encoder(SHAPE, 2, hidden=(8,)), models.dense_decoder(2, SHAPE, hidden=(8,))
+    )
+
+
+def _binary(n=40):
+    return (np.random.default_rng(0).random((n, *SHAPE)) < 0.5).astype("float32")
+
+
+def test_a_diverging_fit_stops_loudly_and_leaves_nothing_to_load_or_resume(tmp_path):
+    ckpt = repro.Checkpoints(tmp_path, {"learning_rate": 1e30})
+    model = _vae()
+    model.compile(optimizer=keras.optimizers.SGD(1e30))
+    x = _binary()
+    with pytest.raises(FloatingPointError, match="epoch 1 ended with non-finite values"):
+        model.fit(x, validation_data=(x,), epochs=3, batch_size=10, verbose=0, callbacks=ckpt.callbacks())
+    assert not ckpt.best_path.exists() and not ckpt.resuming and not ckpt.complete
+    assert not ckpt.log_path.exists() or ckpt.log_path.read_text().count("\n") <= 1
+
+
+def test_a_checkpoint_is_keyed_by_backend_code_and_upstream_training(tmp_path, monkeypatch):
+    monkeypatch.setenv("VAE_OUTPUT_DIR", str(tmp_path))
+    r = repro.Run("99_test", seed=0, smoke=True)
+
+    def train_a():
+        return 1
+
+    def train_b():
+        return 2
+
+    upstream = r.checkpoints("m1", {"epochs": 3}, code=(train_a,))
+    other_upstream = r.checkpoints("m1", {"epochs": 4}, code=(train_a,))
+    a = r.checkpoints("m1m2", {"epochs": 5}, code=(train_a,), upstream=(upstream,))
+    assert a.config["backend"] == keras.backend.backend()
+    assert a.config["upstream"] == {"m1": upstream.key}
+    assert r.checkpoints("m1m2", {"epochs": 5}, code=(train_a,), upstream=(upstream,)).key == a.key
+    assert r.checkpoints("m1m2", {"epochs": 5}, code=(train_b,), upstream=(upstream,)).key != a.key
+    assert r.checkpoints("m1m2", {"epochs": 5}, code=(train_a,), upstream=(other_upstream,)).key != a.key
+    monkeypatch.setattr(keras.backend, "backend", lambda: "torch")
+    assert r.checkpoints("m1m2", {"epochs": 5}, code=(train_a,), upstream=(upstream,)).key != a.key
+
+
+def test_a_results_file_says_whether_each_training_ran_resumed_or_was_loaded(tmp_path, monkeypatch):
+    monkeypatch.setenv("VAE_OUTPUT_DIR", str(tmp_path))
+    monkeypatch.delenv(run.STAGING_ENV, raising=False)
+    x = _binary()
+    r = repro.Run("99_test", seed=0, smoke=True)
+    ckpt = r.checkpoints("vae", {"epochs": 4}, code=(models.VAE,))
+    model = _vae()
+    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+
+    class Interrupt(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(
+            x,
+            validation_data=(x,),
+            epochs=4,
+            batch_size=10,
+            verbose=0,
+            callbacks=[*ckpt.callbacks(), Interrupt()],
+        )
+    r = repro.Run("99_test", seed=0, smoke=True)  # the notebook run again
+    ckpt = r.checkpoints("vae", {"epochs": 4}, code=(models.VAE,))
+    model = _vae()
+    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    model.fit(x, validation_data=(x,), epochs=4, batch_size=10, verbose=0, callbacks=ckpt.callbacks())
+    ckpt.finish(model)
+    record = json.loads(r.save_metrics({"done": 1}).read_text())["trainings"]["vae"]
+    assert record == {
+        "checkpoint": ckpt.key,
+        "status": "resumed after epoch 2",
+        "resumed_after_epoch": 2,
+        "epochs_logged": 4,
+    }
+    again = repro.Run("99_test", seed=0, smoke=True).checkpoints("vae", {"epochs": 4}, code=(models.VAE,))
+    assert again.complete and again.record()["status"] == "loaded a finished training"
+
+
+def _finished(tmp_path):
+    ckpt = repro.Checkpoints(tmp_path, {"epochs": 2})
+    model = _vae()
+    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    x = _binary()
+    model.fit(x, validation_data=(x,), epochs=2, batch_size=10, verbose=0, callbacks=ckpt.callbacks())
+    ckpt.finish(model)
+    return ckpt
+
+
+@pytest.mark.parametrize(
+    ("damage", "found"),
+    [
+        (lambda c: c.best_path.write_bytes(c.best_path.read_bytes()[:200]), "best weights best.weights.h5"),
+        (lambda c: c.log_path.write_text(c.log_path.read_text()[:-30]), "log.csv"),
+        (
+            lambda c: c.log_path.write_text(c.log_path.read_text().rstrip("\n").rsplit(",", 1)[0] + ",nan\n"),
+            "log.csv",
+        ),
+    ],
+    ids=["truncated weights", "log cut mid-row", "non-finite log"],
+)
+def test_a_damaged_checkpoint_names_its_folder_and_the_fix(tmp_path, damage, found):
+    ckpt = _finished(tmp_path)
+    damage(ckpt)
+    with pytest.raises(
+        RuntimeError, match=rf"checkpoint in {ckpt.directory} is damaged .*{found}.*Delete that"
+    ):
+        ckpt.finish(_vae())
+
+
+@pytest.mark.parametrize("broken", ["training_metadata.json", "latest.weights.h5"])
+def test_a_damaged_backup_is_refused_before_resuming(tmp_path, broken):
+    ckpt = repro.Checkpoints(tmp_path, {"epochs": 2})
+    ckpt.backup_dir.mkdir(parents=True)
+    with h5py.File(ckpt.backup_dir / "latest.weights.h5", "w"):
+        pass
+    (ckpt.backup_dir / "training_metadata.json").write_text('{"epoch": 1}')
+    path = ckpt.backup_dir / broken
+    path.write_bytes(path.read_bytes()[:7])
+    with pytest.raises(RuntimeError, match=rf"{ckpt.directory} is damaged \(backup in backup/"):
+        ckpt.callbacks()
