@@ -305,3 +305,112 @@ def test_a_damaged_backup_is_refused_before_resuming(tmp_path, broken):
     path.write_bytes(path.read_bytes()[:7])
     with pytest.raises(RuntimeError, match=rf"{ckpt.directory} is damaged \(backup in backup/"):
         ckpt.callbacks()
+
+
+# --- public functions that returned a wrong number instead of an error ------------------------------------
+
+
+def test_labelled_split_refuses_one_hot_labels():
+    from vae_utils import data
+
+    y = np.eye(10)[np.arange(100) % 10]
+    with pytest.raises(
+        ValueError, match=r"integer class labels of shape \(n,\), found float64 of shape \(100, 10\)"
+    ):
+        data.labelled_split(y, 10, seed=0)
+
+
+def test_elbo_and_iwae_refuse_8_bit_pixels():
+    from vae_utils import evaluate
+
+    x = np.full((4, *SHAPE), 255, np.uint8)
+    for estimate in (evaluate.elbo, evaluate.iwae_log_likelihood):
+        with pytest.raises(ValueError, match=r"pixel values in \[0, 1\].*found uint8 values in \[255, 255\]"):
+            estimate(_vae(), x)
+
+
+@pytest.mark.parametrize(
+    ("values", "dims", "message"),
+    [([], 784, "found an empty array"), ([-90.0, np.nan], 784, "found NaN"), ([-90.0], 784.5, "784.5")],
+)
+def test_bits_per_dim_refuses_empty_or_non_finite_input_and_fractional_dims(values, dims, message):
+    from vae_utils import evaluate
+
+    with pytest.raises(ValueError, match=message):
+        evaluate.bits_per_dim(np.asarray(values), dims)
+
+
+def test_image_grid_refuses_zero_columns():
+    from vae_utils import plotting
+
+    with pytest.raises(ValueError, match="n_cols must be an integer >= 1, found 0"):
+        plotting.image_grid(np.zeros((3, 4, 4)), n_cols=0)
+
+
+def test_a_vae_refuses_an_encoder_and_decoder_that_do_not_fit():
+    encoder = models.dense_encoder(SHAPE, 2, hidden=(8,))
+    with pytest.raises(ValueError, match="encoder outputs 2-D codes but the decoder takes 3-D codes"):
+        models.VAE(encoder, models.dense_decoder(3, SHAPE, hidden=(8,)))
+    with pytest.raises(ValueError, match=r"decoder must output \(4, 4\).*found \(5, 5\)"):
+        models.VAE(encoder, models.dense_decoder(2, (5, 5), hidden=(8,)))
+    rgb = models.conv_encoder((8, 8, 3), 2)
+    with pytest.raises(ValueError, match=r"was it built with likelihood='logistic'"):
+        models.VAE(rgb, models.conv_decoder(2, (8, 8, 3)), likelihood="logistic")
+
+
+# --- downloads and the cache ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def http_server(tmp_path):
+    """A file server on 127.0.0.1 serving ``tmp_path / 'served'``."""
+    import functools
+    import http.server
+    import threading
+
+    served = tmp_path / "served"
+    served.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", served
+    server.shutdown()
+
+
+def test_a_missing_file_or_refused_connection_names_the_file_and_the_url(tmp_path, http_server):
+    from vae_utils import data
+
+    url, _ = http_server
+    cache = tmp_path / "cache"
+    with pytest.raises(
+        data.DataError, match=rf"could not download toy.npz from {url}/toy.npz \(HTTP Error 404"
+    ):
+        data._download(f"{url}/toy.npz", cache / "toy.npz", "0" * 64)
+    with pytest.raises(data.DataError, match=r"could not download toy.npz from http://127.0.0.1:9/toy.npz"):
+        data._download("http://127.0.0.1:9/toy.npz", cache / "toy.npz", "0" * 64)
+    assert list(cache.iterdir()) == []
+
+
+def test_a_download_clears_stale_partial_files_and_caches_group_readable_files(tmp_path, http_server):
+    import hashlib
+
+    from vae_utils import data
+
+    url, served = http_server
+    (served / "toy.npz").write_bytes(b"toy bytes")
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    stale, fresh = cache / ".toy.npz.killed.part", cache / ".toy.npz.running.part"
+    for path in (stale, fresh):
+        path.write_bytes(b"half")
+    two_hours_ago = time.time() - 7200
+    os.utime(stale, (two_hours_ago, two_hours_ago))
+    old_mask = os.umask(0o022)
+    try:
+        data._download(f"{url}/toy.npz", cache / "toy.npz", hashlib.sha256(b"toy bytes").hexdigest())
+    finally:
+        os.umask(old_mask)
+    assert sorted(p.name for p in cache.iterdir()) == [fresh.name, "toy.npz"]  # a live download is kept
+    assert (cache / "toy.npz").stat().st_mode & 0o777 == 0o644
