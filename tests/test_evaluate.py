@@ -91,7 +91,7 @@ def test_evaluation_rejects_an_empty_or_unbatched_input(tiny_vae):
         evaluate.elbo(tiny_vae, np.zeros(6))
     with pytest.raises(ValueError, match=r"found shape \(0, 6\)"):
         evaluate.iwae_log_likelihood(tiny_vae, np.zeros((0, 6)))
-    with pytest.raises(ValueError, match="num_dims must be positive"):
+    with pytest.raises(ValueError, match="num_dims must be an integer >= 1, found 0"):
         evaluate.bits_per_dim(np.zeros(2), 0)
 
 

@@ -414,3 +414,20 @@ def test_a_download_clears_stale_partial_files_and_caches_group_readable_files(t
         os.umask(old_mask)
     assert sorted(p.name for p in cache.iterdir()) == [fresh.name, "toy.npz"]  # a live download is kept
     assert (cache / "toy.npz").stat().st_mode & 0o777 == 0o644
+
+
+@pytest.mark.notebook
+def test_notebook_06_fails_loudly_on_a_diverging_learning_rate_and_publishes_nothing(
+    tmp_path, monkeypatch, mirror
+):
+    # the reproduction of the report: LEARNING_RATE=1000 once gave a finite "test error" from NaN logits
+    monkeypatch.setenv("VAE_DATA_MIRROR", str(mirror))
+    monkeypatch.setenv("VAE_OFFLINE", "1")
+    monkeypatch.setenv("VAE_OUTPUT_DIR", str(tmp_path))
+    notebook = run.NOTEBOOKS / "06_semi_supervised_m2.ipynb"
+    with pytest.raises(Exception, match="FloatingPointError"):
+        run.execute(
+            notebook, "smoke", output_dir=tmp_path / "notebooks", parameters={"LEARNING_RATE": 1000.0}
+        )
+    assert not (tmp_path / "results").exists() and not (tmp_path / "figures").exists()
+    assert not (tmp_path / "notebooks" / "06_semi_supervised_m2.ipynb").exists()
