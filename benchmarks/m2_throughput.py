@@ -1,45 +1,34 @@
-"""Training throughput of the semi-supervised VAE M2 (``models.SemiSupervisedVAE``) on each Keras backend.
+"""Training throughput of M2 (``vae_utils.m2.SemiSupervisedVAE``) per Keras backend, as notebook 06 trains it.
 
 Prints (and does not assert) seconds per epoch and peak memory of two workloads per backend, with the
 hardware and versions they were measured on, so that they can be quoted:
 
 ``m2_pixels``
-    M2 on binarised MNIST pixels: the first 50,000 training images (the 10,000 after them are the
-    validation set of the protocol, unused here), N = 100 labels drawn with
-    ``data.labelled_split(y, 100, seed=0)``, batches from ``data.SemiSupervisedBatches`` (a fresh
-    stochastic binarisation every draw). Kingma et al.'s architecture: one hidden layer of 500 softplus
-    units in the classifier, the encoder and the decoder, latent dimension 50, Bernoulli decoder.
-    ``alpha = 0.1 * N_total / N_labelled = 0.1 * 50,000 / 100 = 50``.
+    M2 on binarised MNIST pixels: the first 50,000 training images, ``--n-labelled`` labels drawn with
+    ``data.labelled_split(y, N, seed=0)``, a fresh stochastic binarisation at every draw.
 ``m1m2_features``
-    The same M2 on 50-D continuous features (``likelihood="gaussian"``, ``binarize=False``), the stacked
-    M1+M2 where M2 models the latent means of a trained M1. For timing, the features are random Gaussian
-    numbers of shape (50,000, 50), not the codes of a trained M1: the cost of a step does not depend on
-    the values. Training the M1 and encoding the images is not part of the figure.
+    The same objective on ``--feature-dim`` continuous features (``likelihood="gaussian"``, a fresh
+    ``z1 ~ q(z1|x)`` at every draw through ``m2.sample_gaussian``), the stacked M1+M2. The features are
+    random numbers of the width of M1's active dimensions, not the codes of a trained M1: the cost of a
+    step does not depend on the values. Training M1 and encoding the images are not part of the figure.
 
-Batches hold 100 examples, ``--labelled-batch`` labelled (default 10) and the rest unlabelled (90). An
-epoch walks the 49,900 unlabelled examples once (``len(batches) = 49,900 // 90 = 554`` steps) while the
-100 labelled ones are cycled. Kingma's released code (``learn_yz_x_ss.py``, run by
-``run_2layer_ssl.py``, M1+M2 only) instead cuts both sets into ``n_minibatches`` equal parts: for
-N = 100, 100 minibatches of 1 labelled + 499 unlabelled examples (and 300 hidden units for N = 100).
-The split hardly changes the seconds per epoch: an unlabelled example costs ``K = 10`` encoder and
-decoder rows (its bound is computed for every class) against 1 for a labelled one, so an epoch's cost is
-dominated by the one walk over the unlabelled set, whatever the number of labelled examples per batch.
+Both use notebook 06's settings, those of the paper's code (``run_2layer_ssl.py``): one hidden layer of
+300 softplus units and 100 minibatches at N = 100 (1 labelled + 499 unlabelled examples each), else 500
+units and 200 minibatches (N = 1000: 5 + 245); latent dimension 50; the paper's objective with
+``alpha = 0.1`` and the weight prior. An epoch walks the unlabelled examples once.
 
-Compilation is excluded: ``--warmup-steps`` steps (default 1) of ``model.fit`` compile the train step,
-then ``--steps`` steps of a second ``fit`` on the same ``SemiSupervisedBatches`` are timed with
-``time.perf_counter`` and scaled to ``len(batches)`` steps. The timed steps include drawing the batches
-(binarisation, one-hot labels), which is part of a real epoch; shuffling at the end of an epoch is not.
+Compilation is excluded: ``--warmup-steps`` steps of ``model.fit`` compile the train step, then
+``--steps`` steps of a second ``fit`` on the same batches are timed with ``time.perf_counter`` and scaled
+to one epoch. The timed steps include drawing the batches, which is part of a real epoch.
 
 Memory is the peak resident set size of the process that ran the workload (``ru_maxrss``): it includes
-the framework and MNIST (loaded for the labels in both workloads), not only the model.
-
-Each (backend, workload) pair runs in a child process of this script, as in ``train_throughput.py``,
-whose helpers this script imports.
+the framework and MNIST, not only the model. Each (backend, workload) pair runs in a child process, as in
+``train_throughput.py``, whose helpers this script imports.
 
 Run from the repository root (datasets as for the notebooks, e.g. ``VAE_DATA_MIRROR``)::
 
     python benchmarks/m2_throughput.py
-    python benchmarks/m2_throughput.py --backends jax --workloads m2_pixels --steps 20
+    python benchmarks/m2_throughput.py --backends jax --workloads m1m2_features --n-labelled 1000
 """
 
 from __future__ import annotations
@@ -65,43 +54,40 @@ from train_throughput import (  # noqa: E402
 )
 
 WORKLOADS = ("m2_pixels", "m1m2_features")
-BATCH_SIZE = 100  # labelled + unlabelled examples per step
-DEFAULT_LABELLED_BATCH = 10
 TRAIN_IMAGES = 50_000  # MNIST's first 50,000 training images; the next 10,000 are the validation set
-N_LABELLED = 100
 N_CLASSES = 10
 LATENT_DIM = 50
-HIDDEN = (500,)
-FEATURE_DIM = 50
-LEARNING_RATE = 3e-4  # Kingma's Adam step size (learn_yz_x_ss.py); it does not change the cost of a step
+DEFAULT_FEATURE_DIM = 20  # about the number of active dimensions of a trained M1
+LEARNING_RATE = 1e-3  # notebook 06's; it does not change the cost of a step
 TITLE = "M2 (semi-supervised VAE) training throughput (benchmarks/m2_throughput.py)"
 
 
-def steps_per_epoch(labelled_batch: int) -> int:
-    """``len(SemiSupervisedBatches)``: the unlabelled set walked once, the last partial batch dropped."""
-    return (TRAIN_IMAGES - N_LABELLED) // (BATCH_SIZE - labelled_batch)
+def paper_settings(n_labelled: int) -> dict:
+    """Notebook 06's (the paper's) hidden units and minibatch sizes for ``n_labelled`` labels."""
+    n_minibatches = 100 if n_labelled == 100 else 200
+    return {
+        "hidden": (300,) if n_labelled == 100 else (500,),
+        "labelled_batch": n_labelled // n_minibatches,
+        "unlabelled_batch": (TRAIN_IMAGES - n_labelled) // n_minibatches,
+        "steps_per_epoch": n_minibatches,
+    }
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = benchmark_parser(
         "Print training throughput of M2 (MNIST pixels) and M1+M2 (features) per Keras backend.",
         WORKLOADS,
-        steps=50,
+        steps=20,
         warmup_steps=1,
-        batch=f"batch {BATCH_SIZE}",
+        batch="the paper's minibatches",
     )
-    parser.add_argument(
-        "--labelled-batch",
-        type=int,
-        default=DEFAULT_LABELLED_BATCH,
-        help=f"labelled examples per batch of {BATCH_SIZE}; the rest are unlabelled "
-        f"(default: {DEFAULT_LABELLED_BATCH})",
-    )
+    parser.add_argument("--n-labelled", type=int, default=100, choices=(100, 600, 1000, 3000))
+    parser.add_argument("--feature-dim", type=int, default=DEFAULT_FEATURE_DIM, help="M1+M2 feature width")
     args = parser.parse_args(argv)
     check_args(parser, args)
-    if not 1 <= args.labelled_batch < BATCH_SIZE:
-        parser.error(f"--labelled-batch must lie in [1, {BATCH_SIZE - 1}], found {args.labelled_batch}")
-    epoch = steps_per_epoch(args.labelled_batch)
+    if args.feature_dim < 1:
+        parser.error(f"--feature-dim must be positive, found {args.feature_dim}")
+    epoch = paper_settings(args.n_labelled)["steps_per_epoch"]
     if max(args.steps, args.warmup_steps) > epoch:
         parser.error(f"--steps and --warmup-steps can be at most {epoch} (one epoch)")
     return args
@@ -112,44 +98,42 @@ def parse_args(argv=None) -> argparse.Namespace:
 # --------------------------------------------------------------------------------------------------
 
 
-def m2_model(input_shape: tuple[int, ...], likelihood: str):
-    from vae_utils import models
-
-    return models.SemiSupervisedVAE(
-        models.m2_classifier(input_shape, N_CLASSES, hidden=HIDDEN),
-        models.m2_encoder(input_shape, N_CLASSES, LATENT_DIM, hidden=HIDDEN),
-        models.m2_decoder(LATENT_DIM, N_CLASSES, input_shape, hidden=HIDDEN, likelihood=likelihood),
-        N_CLASSES,
-        n_total=TRAIN_IMAGES,
-        n_labelled=N_LABELLED,
-        seed=0,
-        likelihood=likelihood,
-    )
-
-
-def semi_supervised_batches(workload: str, labelled_batch: int):
+def semi_supervised_batches(workload: str, n_labelled: int, feature_dim: int):
     """The model and the training batches of ``workload`` (see the module's docstring)."""
     import numpy as np
 
-    from vae_utils import data
+    from vae_utils import data, m2
 
+    settings = paper_settings(n_labelled)
     mnist = data.load("mnist")
     y = mnist["y_train"][:TRAIN_IMAGES]
-    labelled, unlabelled = data.labelled_split(y, N_LABELLED, seed=0)
+    labelled, unlabelled = data.labelled_split(y, n_labelled, seed=0)
     if workload == "m2_pixels":
-        x = mnist["x_train"][:TRAIN_IMAGES]  # uint8, binarised by the batches
-        model, binarize = m2_model(x.shape[1:], "bernoulli"), True
+        x, shape, likelihood = mnist["x_train"][:TRAIN_IMAGES], (28, 28), "bernoulli"
+        transform = None
     else:
-        x = np.random.default_rng(0).standard_normal((TRAIN_IMAGES, FEATURE_DIM), dtype=np.float32)
-        model, binarize = m2_model(x.shape[1:], "gaussian"), False
-    batches = data.SemiSupervisedBatches(
+        x = np.random.default_rng(0).standard_normal((TRAIN_IMAGES, 2 * feature_dim), dtype=np.float32)
+        shape, likelihood, transform = (feature_dim,), "gaussian", m2.sample_gaussian
+    hidden = settings["hidden"]
+    model = m2.SemiSupervisedVAE(
+        m2.classifier(shape, N_CLASSES, hidden=hidden),
+        m2.encoder(shape, N_CLASSES, LATENT_DIM, hidden=hidden),
+        m2.decoder(LATENT_DIM, N_CLASSES, shape, hidden=hidden, likelihood=likelihood),
+        N_CLASSES,
+        n_labelled=len(labelled),
+        n_unlabelled=len(unlabelled),
+        seed=0,
+        likelihood=likelihood,
+    )
+    batches = m2.SemiSupervisedBatches(
         x[labelled],
         y[labelled],
         x[unlabelled],
-        labelled_batch,
-        BATCH_SIZE - labelled_batch,
+        settings["labelled_batch"],
+        settings["unlabelled_batch"],
         seed=0,
-        binarize=binarize,
+        binarize=transform is None,
+        transform=transform,
         n_classes=N_CLASSES,
     )
     return model, batches
@@ -185,7 +169,7 @@ def child_main(args: argparse.Namespace) -> None:
     from vae_utils import repro
 
     repro.seed_everything(0)
-    model, batches = semi_supervised_batches(args.workload, args.labelled_batch)
+    model, batches = semi_supervised_batches(args.workload, args.n_labelled, args.feature_dim)
     result = time_training(model, batches, args.steps, args.warmup_steps)
     print(
         json.dumps(
@@ -216,8 +200,10 @@ def child_command(workload: str, args: argparse.Namespace) -> list[str]:
         str(args.steps),
         "--warmup-steps",
         str(args.warmup_steps),
-        "--labelled-batch",
-        str(args.labelled_batch),
+        "--n-labelled",
+        str(args.n_labelled),
+        "--feature-dim",
+        str(args.feature_dim),
     ]
 
 
@@ -236,19 +222,20 @@ def result_row(result: dict) -> list[str]:
 
 
 def print_results(results: list[dict], args: argparse.Namespace) -> None:
-    unlabelled_batch = BATCH_SIZE - args.labelled_batch
+    settings = paper_settings(args.n_labelled)
     print_table(
-        f"Training: model.fit, Adam, batch {args.labelled_batch} labelled + {unlabelled_batch} unlabelled; "
-        f"{args.warmup_steps} warm-up step(s) untimed, then the timed steps scaled to 1 epoch "
-        f"({TRAIN_IMAGES - N_LABELLED:,} unlabelled examples walked once, {N_LABELLED} labels cycled)",
+        f"Training: model.fit, Adam, N = {args.n_labelled}: {settings['steps_per_epoch']} minibatches of "
+        f"{settings['labelled_batch']} labelled + {settings['unlabelled_batch']} unlabelled, hidden "
+        f"{settings['hidden'][0]}; {args.warmup_steps} warm-up step(s) untimed, then the timed steps scaled "
+        "to 1 epoch",
         ["backend", "workload", "steps timed", "time (s)", "steps/epoch", "s/epoch", PEAK_RSS_LABEL],
         [result_row(r) for r in results],
         text_columns=2,
     )
     if any(r["workload"] == "m1m2_features" for r in results):
         print(
-            f"m1m2_features: timed on random Gaussian features of shape ({TRAIN_IMAGES:,}, {FEATURE_DIM}), "
-            "not the codes of a trained M1; training M1 and encoding are not included\n"
+            f"m1m2_features: timed on random features of width {args.feature_dim} (means and log-variances "
+            "of that many M1 dimensions), not the codes of a trained M1\n"
         )
     for result in results:
         if result["status"] != "ok":
