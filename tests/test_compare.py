@@ -173,3 +173,11 @@ def test_the_readme_table_is_the_one_the_committed_results_give():
     expected = compare.markdown_table(compare.collect())
     hint = "regenerate it: python -m vae_utils.compare --readme README.md"
     assert readme[start:end].strip() == expected.strip(), hint
+
+
+def test_a_split_file_with_m1m2_only_gives_an_m1m2_row_and_no_m2_row(tmp_path):
+    # notebook 06 with M2_EPOCHS = 0 trains M1+M2 only
+    metrics = {"n_labelled": 1000, "split_seed": 0, "m1m2": {"test_error": 2.5, "val_error": 2.4}}
+    _write(tmp_path / "06_semi_supervised_m2" / "N_LABELLED=1000_SPLIT_SEED=0.json", metrics)
+    ours = compare.collect(tmp_path)
+    assert ours[["method", "N", "mean", "n_seeds"]].values.tolist() == [["m1m2", 1000, 2.5, 1]]
