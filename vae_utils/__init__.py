@@ -1,9 +1,11 @@
 """vae_utils: the small package shared by the VAE notebooks.
 
 ``data`` (datasets, binarisation, label splits), ``models`` (sampling layer, encoders, decoders, the
-VAE), ``losses`` (log-likelihoods, KL), ``evaluate`` (ELBO, IWAE estimate, bits/dim), ``latent``
-(interpolation and traversal in latent space), ``plotting`` (figures), ``repro`` (seeding, metrics and
-figures of a run) and ``run`` (the papermill runner).
+VAE), ``m2`` (Kingma et al.'s semi-supervised M2: its networks, objective and batches), ``losses``
+(log-likelihoods, KL), ``evaluate`` (ELBO, IWAE estimate, bits/dim), ``latent`` (interpolation and
+traversal in latent space), ``plotting`` (figures), ``repro`` (seeding, metrics, figures and checkpoints of
+a run), ``run`` (the papermill runner), ``compare`` (the semi-supervised table) and ``checks`` (argument
+checks).
 """
 
 __version__ = "0.1.0"

@@ -151,7 +151,7 @@ def accuracy(model, x, y, batch_size=500):
     """The fraction of examples whose predicted class is ``y``: a float in [0, 1].
 
     Predictions come from ``model.classify(x, batch_size=...)`` if the model has it (a
-    ``models.SemiSupervisedVAE``: ``argmax_y q(y|x)``), else from the argmax of ``model.predict(x)``.
+    ``m2.SemiSupervisedVAE``: ``argmax_y q(y|x)``), else from the argmax of ``model.predict(x)``.
     ``y`` holds integer labels ``(n,)`` or one-hot rows ``(n, K)``.
     """
     x = _as_batch(x, batch_size)
