@@ -240,9 +240,10 @@ class Run:
         return path
 
     def save_metrics(self, metrics: dict, **extra) -> Path:
-        """Save ``metrics`` to ``<results_dir>/<name>.json`` with seed, profile, wall time and machine.
+        """Save ``metrics`` as ``results/<name>.json`` with seed, profile, wall time and machine.
 
-        A run of a sweep (``variant`` given) saves to ``<results_dir>/<name>/<tag>.json`` instead.
+        A run of a sweep (``variant`` given) saves ``results/<name>/<tag>.json`` instead. Returns the
+        published path; under the runner the file is staged and published when the notebook finished.
         """
         _check_finite(metrics)
         metrics = json.loads(json.dumps(metrics, default=_plain))  # NumPy values -> plain numbers
@@ -261,8 +262,9 @@ class Run:
         }
         if self.tag:
             payload["variant"] = self.variant
-            return write_json(self.results_dir / self.name / f"{self.tag}.json", payload)
-        return write_json(self.results_dir / f"{self.name}.json", payload)
+        relative = Path("results") / (f"{self.name}/{self.tag}.json" if self.tag else f"{self.name}.json")
+        write_json((self.staging or self.base) / relative, payload)
+        return self.base / relative  # where it is published (at once, or by the runner when staged)
 
 
 class Checkpoints:
