@@ -22,9 +22,11 @@ import tempfile
 import time
 from pathlib import Path
 
+import h5py
 import keras
 import numpy as np
 
+from . import losses
 from .run import STAGING_ENV, VARIANT_ENV, output_base, variant_tag
 
 __all__ = [
@@ -211,8 +213,6 @@ class Run:
         any of them and the model is trained afresh. Checkpoints live outside git, under ``build/`` (or
         ``$VAE_OUTPUT_DIR/checkpoints``).
         """
-        from . import losses
-
         custom = os.environ.get("VAE_OUTPUT_DIR")
         root = self.base / "checkpoints" if custom else ROOT / "build" / "checkpoints"
         identity = {
@@ -354,8 +354,6 @@ class Checkpoints:
 
     def _check_backup(self) -> None:
         """Refuse a backup that ``BackupAndRestore`` could not resume from, naming the folder."""
-        import h5py
-
         metadata = self.backup_dir / "training_metadata.json"
         weights = self.backup_dir / "latest.weights.h5"
         try:
