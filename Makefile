@@ -15,6 +15,8 @@ $(STAMP): requirements.lock pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.lock
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --editable .
+	$(PY) -m pip download --quiet --disable-pip-version-check --no-deps --dest $(VENV)/share/schemas \
+		cffconvert==2.0.0  # the Citation File Format schema, for the tests (not installed)
 	touch $@
 
 notebooks: $(STAMP)

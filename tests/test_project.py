@@ -1,0 +1,54 @@
+"""Project metadata: the citation file against its schema, and the licence."""
+
+import json
+import sys
+import tomllib
+import zipfile
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+#: ``make`` downloads the wheel of cffconvert, which ships the Citation File Format schema (not installed:
+#: its pins would downgrade jsonschema).
+CFF_WHEEL = Path(sys.prefix) / "share" / "schemas" / "cffconvert-2.0.0-py3-none-any.whl"
+
+
+@pytest.fixture(scope="module")
+def cff_validator():
+    if not CFF_WHEEL.is_file():
+        pytest.fail(f"{CFF_WHEEL} is missing: run make, which downloads it next to the environment")
+    with zipfile.ZipFile(CFF_WHEEL) as wheel:
+        schema = json.loads(wheel.read("cffconvert/schemas/1.2.0/schema.json"))
+    validator = jsonschema.validators.validator_for(schema)
+    validator.check_schema(schema)
+    return validator(schema)
+
+
+def test_citation_file_is_valid_cff_1_2_0_and_agrees_with_pyproject(cff_validator):
+    citation = yaml.safe_load((ROOT / "CITATION.cff").read_text())
+    errors = [
+        f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in cff_validator.iter_errors(citation)
+    ]
+    assert errors == []
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert citation["version"] == project["version"]
+    assert citation["license"] == project["license"]["text"] == "MIT"
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"authors": []}, {"cff-version": "1.9"}, {"title": None}],
+    ids=["no authors", "version", "title"],
+)
+def test_the_schema_check_refuses_a_broken_citation_file(cff_validator, change):
+    citation = {**yaml.safe_load((ROOT / "CITATION.cff").read_text()), **change}
+    assert list(cff_validator.iter_errors(citation))
+
+
+def test_licence_covers_code_prose_and_figures():
+    licence = (ROOT / "LICENSE").read_text()
+    assert licence.startswith("MIT License")
+    assert "CC BY 4.0" in licence and "figures" in licence and "data/README.md" in licence
