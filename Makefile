@@ -1,6 +1,7 @@
 # make notebooks            execute every notebook in the smoke profile (small subsets, outputs under build/smoke/)
 # make notebooks PROFILE=full   the published runs: results/, figures/ and the notebooks' outputs
 # make test                 ruff, the unit tests and a smoke run of every notebook
+# make lab                  JupyterLab on the notebooks, in the same environment (LAB_ARGS adds options)
 # Both create .venv from requirements.lock when it is missing or older than the lock.
 
 PYTHON ?= python3
@@ -9,7 +10,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: notebooks test lint clean
+.PHONY: notebooks test lint lab clean
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,6 +22,9 @@ $(STAMP): requirements.lock pyproject.toml
 
 notebooks: $(STAMP)
 	$(PY) -m vae_utils.run --profile $(PROFILE)
+
+lab: $(STAMP)
+	$(PY) -m jupyterlab --notebook-dir=notebooks $(LAB_ARGS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

@@ -1,8 +1,14 @@
 """Project metadata: the citation file against its schema, and the licence."""
 
 import json
+import os
+import shlex
+import socket
+import subprocess
 import sys
+import time
 import tomllib
+import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -52,3 +58,51 @@ def test_licence_covers_code_prose_and_figures():
     licence = (ROOT / "LICENSE").read_text()
     assert licence.startswith("MIT License")
     assert "CC BY 4.0" in licence and "figures" in licence and "data/README.md" in licence
+
+
+def test_make_lab_serves_the_notebooks(tmp_path):
+    recipe = (
+        subprocess.run(
+            ["make", "-n", "lab", f"PY={sys.executable}", "STAMP=Makefile", "LAB_ARGS=--no-browser"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
+    assert recipe == f"{sys.executable} -m jupyterlab --notebook-dir=notebooks --no-browser"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    args = [
+        f"--port={port}",
+        "--ip=127.0.0.1",
+        "--IdentityProvider.token=",
+        "--allow-root",
+        "--ServerApp.password=",
+        "--ServerApp.disable_check_xsrf=True",
+        "--ServerApp.open_browser=False",
+    ]
+    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp_path), "JUPYTER_CONFIG_DIR": str(tmp_path)}
+    server = subprocess.Popen(
+        shlex.split(recipe) + args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        listing = None
+        for _ in range(120):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/contents", timeout=2) as response:
+                    listing = json.load(response)
+                break
+            except OSError:
+                time.sleep(0.5)
+        assert listing is not None, "JupyterLab did not answer within 60 s"
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/lab", timeout=10) as response:
+            assert response.status == 200 and b"JupyterLab" in response.read()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    names = {item["name"] for item in listing["content"]}
+    assert {p.name for p in (ROOT / "notebooks").glob("[0-9]*.ipynb")} <= names
