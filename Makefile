@@ -1,16 +1,20 @@
 # make notebooks            execute every notebook in the smoke profile (small subsets, outputs under build/smoke/)
 # make notebooks PROFILE=full   the published runs: results/, figures/ and the notebooks' outputs
 # make test                 ruff, the unit tests and a smoke run of every notebook
+# make site                 the notebooks rendered as a website with their committed outputs, in build/site/
 # make lab                  JupyterLab on the notebooks, in the same environment (LAB_ARGS adds options)
-# Both create .venv from requirements.lock when it is missing or older than the lock.
+# Each creates .venv from requirements.lock when it is missing or older than the lock.
 
 PYTHON ?= python3
 PROFILE ?= smoke
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+MATHJAX := 3.2.2
+SITE_STATIC := $(VENV)/share/site-static
+MATHJAX_JS := $(SITE_STATIC)/mathjax/tex-mml-chtml.js
 
-.PHONY: notebooks test lint lab clean
+.PHONY: notebooks test lint lab site clean
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,6 +27,19 @@ $(STAMP): requirements.lock pyproject.toml
 notebooks: $(STAMP)
 	$(PY) -m vae_utils.run --profile $(PROFILE)
 
+# MathJax from its npm package (npm checks the registry's integrity hash), so the site needs no CDN
+$(MATHJAX_JS):
+	rm -rf $(SITE_STATIC) && mkdir -p $(SITE_STATIC)/unpack
+	cd $(SITE_STATIC) && npm pack --silent mathjax@$(MATHJAX) > /dev/null
+	tar -xzf $(SITE_STATIC)/mathjax-$(MATHJAX).tgz -C $(SITE_STATIC)/unpack
+	mv $(SITE_STATIC)/unpack/package/es5 $(SITE_STATIC)/mathjax
+	rm -rf $(SITE_STATIC)/unpack $(SITE_STATIC)/mathjax-$(MATHJAX).tgz
+
+site: $(STAMP) $(MATHJAX_JS)
+	rm -rf build/site build/site.part
+	MATHJAX_DIR=$(SITE_STATIC)/mathjax $(PY) -m sphinx -q -W --keep-going -b html -c docs . build/site.part
+	mv build/site.part build/site
+
 lab: $(STAMP)
 	$(PY) -m jupyterlab --notebook-dir=notebooks $(LAB_ARGS)
 
@@ -30,7 +47,7 @@ lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check vae_utils tests benchmarks
 
-test: lint
+test: lint site
 	$(PY) -m pytest
 
 clean:
