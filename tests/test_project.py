@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shlex
 import socket
 import subprocess
@@ -106,3 +107,83 @@ def test_make_lab_serves_the_notebooks(tmp_path):
         server.wait(timeout=30)
     names = {item["name"] for item in listing["content"]}
     assert {p.name for p in (ROOT / "notebooks").glob("[0-9]*.ipynb")} <= names
+
+
+@pytest.fixture(scope="module")
+def wheel_metadata(tmp_path_factory):
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            out,
+            ROOT,
+        ],
+        check=True,
+        capture_output=True,
+        cwd=out,
+    )
+    (wheel,) = out.glob("vae_utils-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        (name,) = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
+        return archive.read(name).decode(), archive.namelist()
+
+
+def test_the_wheel_requires_no_backend_so_that_it_keeps_the_one_installed(wheel_metadata):
+    metadata, files = wheel_metadata
+    requires = [
+        line.split(":", 1)[1].strip() for line in metadata.splitlines() if line.startswith("Requires-Dist:")
+    ]
+    plain = [r for r in requires if "extra ==" not in r]
+    assert any(r.startswith("keras") for r in plain)
+    assert not [r for r in plain if re.match(r"(tensorflow|jax|torch)", r)]
+    extras = {
+        line.split(":", 1)[1].strip() for line in metadata.splitlines() if line.startswith("Provides-Extra:")
+    }
+    assert {"cpu", "tf-gpu", "jax-gpu"} <= extras
+    assert "vae_utils/data/registry.py" in files  # the data package is in the wheel
+
+
+@pytest.mark.parametrize(
+    "extra, backend",
+    [("cpu", "tensorflow-cpu"), ("tf-gpu", "nvidia-cudnn-cu12"), ("jax-gpu", "jax-cuda12-plugin")],
+)
+def test_each_backend_extra_resolves_with_the_locked_versions(extra, backend, tmp_path):
+    # a resolver dry run against the package index: nothing is downloaded beyond metadata, nothing installed
+    report = tmp_path / "report.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--dry-run",
+            "--quiet",
+            "--ignore-installed",
+            "--constraint",
+            ROOT / "requirements.lock",
+            "--report",
+            report,
+            f"{ROOT}[{extra}]",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    installs = {
+        item["metadata"]["name"].lower().replace("_", "-"): item["metadata"]["version"]
+        for item in json.loads(report.read_text())["install"]
+    }
+    assert backend in installs
+    locked = dict(
+        line.lower().replace("_", "-").split("==")
+        for line in (ROOT / "requirements.lock").read_text().splitlines()
+        if "==" in line and not line.startswith("#")
+    )
+    assert installs["keras"] == locked["keras"] and installs["numpy"] == locked["numpy"]
