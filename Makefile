@@ -53,7 +53,7 @@ $(MATHJAX_JS):
 
 site: $(STAMP) $(MATHJAX_JS)
 	rm -rf build/site build/site.part
-	MATHJAX_DIR=$(SITE_STATIC)/mathjax $(PY) -m sphinx -q -W --keep-going -b html -c docs . build/site.part
+	MATHJAX_DIR=$(abspath $(SITE_STATIC))/mathjax $(PY) -m sphinx -q -W --keep-going -b html -c docs . build/site.part
 	mv build/site.part build/site
 
 lab: $(STAMP)
