@@ -1,30 +1,69 @@
 # make notebooks            execute every notebook in the smoke profile (small subsets, outputs under build/smoke/)
 # make notebooks PROFILE=full   the published runs: results/, figures/ and the notebooks' outputs
+# make notebooks GPU=jax    (or GPU=tf) on a CUDA GPU, in .venv-gpu-jax with that backend for every notebook
 # make test                 ruff, the unit tests and a smoke run of every notebook
-# Both create .venv from requirements.lock when it is missing or older than the lock.
+# make site                 the notebooks rendered as a website with their committed outputs, in build/site/
+# make lab                  JupyterLab on the notebooks, in the same environment (LAB_ARGS adds options)
+# Each creates .venv from requirements.lock when it is missing or older than the lock.
 
 PYTHON ?= python3
 PROFILE ?= smoke
+GPU ?=
 VENV := .venv
+BACKEND :=
+ifneq ($(GPU),)
+ifeq ($(filter $(GPU),jax tf),)
+$(error GPU must be jax or tf, found '$(GPU)')
+endif
+# a GPU environment of its own: the locked versions, with the backend's CUDA build in place of the CPU one
+VENV := .venv-gpu-$(GPU)
+BACKEND := KERAS_BACKEND=$(if $(filter jax,$(GPU)),jax,tensorflow)
+endif
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+MATHJAX := 3.2.2
+SITE_STATIC := $(VENV)/share/site-static
+MATHJAX_JS := $(SITE_STATIC)/mathjax/tex-mml-chtml.js
 
-.PHONY: notebooks test lint clean
+.PHONY: notebooks test lint lab site clean
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+ifeq ($(GPU),)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.lock
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --editable .
+else
+	$(PY) -m pip install --quiet --disable-pip-version-check --constraint requirements.lock \
+		--editable '.[$(GPU)-gpu,test,docs]' jupyterlab
+endif
+	$(PY) -m pip download --quiet --disable-pip-version-check --no-deps --dest $(VENV)/share/schemas \
+		cffconvert==2.0.0  # the Citation File Format schema, for the tests (not installed)
 	touch $@
 
 notebooks: $(STAMP)
-	$(PY) -m vae_utils.run --profile $(PROFILE)
+	$(BACKEND) $(PY) -m vae_utils.run --profile $(PROFILE)
+
+# MathJax from its npm package (npm checks the registry's integrity hash), so the site needs no CDN
+$(MATHJAX_JS):
+	rm -rf $(SITE_STATIC) && mkdir -p $(SITE_STATIC)/unpack
+	cd $(SITE_STATIC) && npm pack --silent mathjax@$(MATHJAX) > /dev/null
+	tar -xzf $(SITE_STATIC)/mathjax-$(MATHJAX).tgz -C $(SITE_STATIC)/unpack
+	mv $(SITE_STATIC)/unpack/package/es5 $(SITE_STATIC)/mathjax
+	rm -rf $(SITE_STATIC)/unpack $(SITE_STATIC)/mathjax-$(MATHJAX).tgz
+
+site: $(STAMP) $(MATHJAX_JS)
+	rm -rf build/site build/site.part
+	MATHJAX_DIR=$(abspath $(SITE_STATIC))/mathjax $(PY) -m sphinx -q -W --keep-going -b html -c docs . build/site.part
+	mv build/site.part build/site
+
+lab: $(STAMP)
+	$(PY) -m jupyterlab --notebook-dir=notebooks $(LAB_ARGS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check vae_utils tests benchmarks
 
-test: lint
+test: lint site
 	$(PY) -m pytest
 
 clean:

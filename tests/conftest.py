@@ -1,6 +1,9 @@
-"""Shared fixtures: an isolated data cache, the offline mirror, a non-interactive plotting backend."""
+"""Shared fixtures: an isolated data cache, the offline mirror, a local file server, a plotting backend."""
 
+import functools
+import http.server
 import os
+import threading
 from pathlib import Path
 
 import matplotlib
@@ -51,6 +54,65 @@ def mnist(mirror, monkeypatch, isolated):
 
     monkeypatch.setenv("VAE_DATA_MIRROR", str(mirror))
     return data.load("mnist")
+
+
+class _FileHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves files, records each request's path and plays the faults queued for a path first."""
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        self.server.requests.append(self.path)
+        faults = self.server.faults.get(self.path)
+        fault = faults.pop(0) if faults else None
+        if isinstance(fault, int):
+            self.send_error(fault)
+        elif fault == "truncate":  # announce the whole file, send half of it, hang up
+            body = (Path(self.directory) / self.path.lstrip("/")).read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body[: len(body) // 2])
+            self.close_connection = True
+        else:
+            super().do_GET()
+
+
+class FileServer:
+    """A file server on 127.0.0.1 for the files under a folder (see the ``http_files`` fixture)."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        handler = functools.partial(_FileHandler, directory=str(root))
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server.requests, self._server.faults = [], {}
+        threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
+
+    def url(self, path: Path) -> str:
+        """The URL of ``path``, a file under the served folder (it need not exist)."""
+        return f"http://127.0.0.1:{self._server.server_address[1]}/{path.relative_to(self.root).as_posix()}"
+
+    @property
+    def requests(self) -> list[str]:
+        """The paths requested so far, in order."""
+        return self._server.requests
+
+    def fail(self, path: Path, *faults) -> None:
+        """Answer the next requests for ``path`` with ``faults``: HTTP status codes or "truncate"."""
+        self._server.faults["/" + path.relative_to(self.root).as_posix()] = list(faults)
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@pytest.fixture
+def http_files(tmp_path):
+    """A file server on 127.0.0.1 serving ``tmp_path``: the machines that run the tests have no internet."""
+    server = FileServer(tmp_path)
+    yield server
+    server.close()
 
 
 NOTEBOOK_TIMES: dict[str, float] = {}

@@ -2,13 +2,12 @@
 
 import hashlib
 import shutil
-import urllib.request
 
 import numpy as np
 import pytest
 
 from vae_utils import data
-from vae_utils.data import DataError, Dataset
+from vae_utils.data import DataError, Dataset, files
 
 
 def _npz(path, **arrays):
@@ -27,12 +26,14 @@ def _toy_arrays():
 
 
 @pytest.fixture
-def toy_source(tmp_path, monkeypatch):
-    """A registered dataset whose canonical source is a local file (file:// URL)."""
+def toy_source(tmp_path, monkeypatch, http_files):
+    """A registered dataset whose canonical source is a file on the local server."""
     source = tmp_path / "source" / "toy.npz"
     source.parent.mkdir()
     digest = _npz(source, **_toy_arrays())
-    entry = Dataset("toy", "toy.npz", ("x_train", "y_train", "x_test", "y_test"), source.as_uri(), digest)
+    entry = Dataset(
+        "toy", "toy.npz", ("x_train", "y_train", "x_test", "y_test"), http_files.url(source), digest
+    )
     monkeypatch.setitem(data.DATASETS, "toy", entry)
     return source, entry
 
@@ -62,7 +63,7 @@ def test_mnist_from_the_mirror_has_the_canonical_arrays(mnist):
 
 def test_mirror_file_with_a_wrong_checksum_is_refused(tmp_path, isolated, monkeypatch, mirror):
     # feed: the real mirror's mnist.npz, truncated to half, still listed with the real checksum
-    real_sha = data._read_sums(mirror)["mnist.npz"]
+    real_sha = files._read_sums(mirror)["mnist.npz"]
     half = tmp_path / "half.npz"
     raw = (mirror / "mnist.npz").read_bytes()
     half.write_bytes(raw[: len(raw) // 2])
@@ -158,37 +159,54 @@ def test_download_with_a_wrong_checksum_leaves_nothing(isolated, monkeypatch, to
     monkeypatch.setitem(data.DATASETS, "toy", Dataset(**{**entry.__dict__, "sha256": "f" * 64}))
     monkeypatch.setenv("VAE_OFFLINE", "0")
     with pytest.raises(
-        DataError, match=r"failed its checksum: expected sha256 f{64}, found .*nothing was kept"
+        DataError,
+        match=r"failed its checksum 3 times: expected sha256 f{64}, found [0-9a-f]{64}; nothing was kept",
     ):
         data.load("toy")
     assert list(isolated.iterdir()) == []
 
 
-def test_interrupted_download_leaves_nothing(isolated, monkeypatch, toy_source):
-    # feed: a connection that breaks after the first chunk
-    class Broken:
-        def __init__(self):
-            self.calls = 0
-
-        def read(self, size):
-            self.calls += 1
-            if self.calls > 1:
-                raise ConnectionResetError("connection reset by peer")
-            return b"x" * 10
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            return False
-
-    monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout: Broken())
+def test_a_truncated_body_is_retried_then_refused_and_leaves_nothing(
+    isolated, monkeypatch, toy_source, http_files
+):
+    # feed: the server announces the whole file and hangs up halfway, on every attempt
+    source, _ = toy_source
+    http_files.fail(source, *["truncate"] * (1 + files.RETRIES))
     monkeypatch.setenv("VAE_OFFLINE", "0")
     with pytest.raises(
-        DataError, match=r"could not download .* \(connection reset by peer\); nothing was kept"
+        DataError, match=rf"could not download toy.npz from .* after {1 + files.RETRIES} attempts"
     ):
         data.load("toy")
+    assert len(http_files.requests) == 1 + files.RETRIES
     assert list(isolated.iterdir()) == []
+
+
+def test_a_download_that_fails_twice_with_503_succeeds_on_the_third_attempt(
+    isolated, monkeypatch, toy_source, http_files
+):
+    source, _ = toy_source
+    http_files.fail(source, 503, 503)
+    monkeypatch.setenv("VAE_OFFLINE", "0")
+    np.testing.assert_array_equal(data.load("toy")["y_train"], np.arange(6))
+    assert http_files.requests == ["/source/toy.npz"] * 3
+    assert sorted(p.name for p in isolated.iterdir()) == ["toy.npz"]
+
+
+def test_offline_sends_no_request(isolated, toy_source, http_files):
+    with pytest.raises(DataError, match=r"VAE_OFFLINE=1 forbids downloading it from http://127.0.0.1"):
+        data.load("toy")
+    assert http_files.requests == []
+
+
+def test_only_http_urls_are_downloaded(isolated, monkeypatch, toy_source):
+    source, entry = toy_source
+    monkeypatch.setitem(data.DATASETS, "toy", Dataset(**{**entry.__dict__, "url": source.as_uri()}))
+    monkeypatch.setenv("VAE_OFFLINE", "0")
+    with pytest.raises(
+        DataError, match=r"cannot download toy.npz: expected an http\(s\) URL, found 'file://"
+    ):
+        data.load("toy")
+    assert not isolated.exists() or list(isolated.iterdir()) == []
 
 
 def test_cached_file_changed_after_download_is_refused(isolated, monkeypatch, toy_source):

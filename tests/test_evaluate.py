@@ -1,5 +1,11 @@
 """The ELBO and the IWAE estimate against an exact log p(x) computed by quadrature."""
 
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 from keras import ops
@@ -155,3 +161,36 @@ def test_a_model_without_its_own_likelihood_is_evaluated_as_bernoulli(tiny_vae, 
         evaluate.iwae_log_likelihood(tiny_vae, patterns, k=50, seed=2),
         rtol=1e-6,
     )
+
+
+def test_the_iwae_estimate_is_the_same_on_jax_as_on_tensorflow(tiny_vae, patterns, tmp_path):
+    backend = "jax"
+    # the same weights and noise in a JAX process, where the estimate runs through jax.jit
+    weights = tmp_path / "weights.npz"
+    np.savez(weights, *tiny_vae.get_weights())
+    script = textwrap.dedent(
+        f"""
+        import json, keras, numpy as np
+        from vae_utils import evaluate, models
+        encoder = models.dense_encoder((6,), 1, hidden=(8,), activation="tanh")
+        decoder = models.dense_decoder(1, (6,), hidden=(8,), activation="tanh")
+        vae = models.VAE(encoder, decoder)
+        with np.load({str(weights)!r}) as saved:
+            vae.set_weights([saved[f"arr_{{i}}"] for i in range(len(saved.files))])
+        x = ((np.arange(64)[:, None] >> np.arange(6)) & 1).astype("float32")
+        values = evaluate.iwae_log_likelihood(vae, x, k=300, batch_size=16, samples_per_pass=100)
+        print(json.dumps({{"backend": keras.backend.backend(), "values": values.tolist()}}))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**os.environ, "KERAS_BACKEND": backend},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["backend"] == backend
+    here = evaluate.iwae_log_likelihood(tiny_vae, patterns, k=300, batch_size=16, samples_per_pass=100)
+    np.testing.assert_allclose(result["values"], here, rtol=1e-5)

@@ -361,44 +361,25 @@ def test_a_vae_refuses_an_encoder_and_decoder_that_do_not_fit():
 # --- downloads and the cache ---------------------------------------------------------------------------
 
 
-@pytest.fixture
-def http_server(tmp_path):
-    """A file server on 127.0.0.1 serving ``tmp_path / 'served'``."""
-    import functools
-    import http.server
-    import threading
+def test_a_missing_file_or_refused_connection_names_the_file_and_the_url(tmp_path, http_files):
+    from vae_utils.data import DataError, files
 
-    served = tmp_path / "served"
-    served.mkdir()
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
-    handler.log_message = lambda *args: None
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", served
-    server.shutdown()
-
-
-def test_a_missing_file_or_refused_connection_names_the_file_and_the_url(tmp_path, http_server):
-    from vae_utils import data
-
-    url, _ = http_server
+    url = http_files.url(tmp_path / "served" / "toy.npz")
     cache = tmp_path / "cache"
-    with pytest.raises(
-        data.DataError, match=rf"could not download toy.npz from {url}/toy.npz \(HTTP Error 404"
-    ):
-        data._download(f"{url}/toy.npz", cache / "toy.npz", "0" * 64)
-    with pytest.raises(data.DataError, match=r"could not download toy.npz from http://127.0.0.1:9/toy.npz"):
-        data._download("http://127.0.0.1:9/toy.npz", cache / "toy.npz", "0" * 64)
+    with pytest.raises(DataError, match=rf"could not download toy.npz from {url} after 3 attempts \(404"):
+        files._download(url, cache / "toy.npz", "0" * 64)
+    with pytest.raises(DataError, match=r"could not download toy.npz from http://127.0.0.1:9/toy.npz"):
+        files._download("http://127.0.0.1:9/toy.npz", cache / "toy.npz", "0" * 64)
     assert list(cache.iterdir()) == []
 
 
-def test_a_download_clears_stale_partial_files_and_caches_group_readable_files(tmp_path, http_server):
+def test_a_download_clears_stale_partial_files_and_caches_group_readable_files(tmp_path, http_files):
     import hashlib
 
-    from vae_utils import data
+    from vae_utils.data import files
 
-    url, served = http_server
+    served = tmp_path / "served"
+    served.mkdir()
     (served / "toy.npz").write_bytes(b"toy bytes")
     cache = tmp_path / "cache"
     cache.mkdir()
@@ -409,7 +390,9 @@ def test_a_download_clears_stale_partial_files_and_caches_group_readable_files(t
     os.utime(stale, (two_hours_ago, two_hours_ago))
     old_mask = os.umask(0o022)
     try:
-        data._download(f"{url}/toy.npz", cache / "toy.npz", hashlib.sha256(b"toy bytes").hexdigest())
+        files._download(
+            http_files.url(served / "toy.npz"), cache / "toy.npz", hashlib.sha256(b"toy bytes").hexdigest()
+        )
     finally:
         os.umask(old_mask)
     assert sorted(p.name for p in cache.iterdir()) == [fresh.name, "toy.npz"]  # a live download is kept

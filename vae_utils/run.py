@@ -213,6 +213,9 @@ def execute(
         parameters["SMOKE"] = True
     # The kernel inherits this environment: keep TensorFlow's C++ INFO and WARNING lines out of outputs.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # On a GPU, take memory as needed rather than most of it up front (JAX's and TensorFlow's default).
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
     started = time.perf_counter()
     label = f"{notebook.name}" + (f" [{tag}]" if tag else "")
     print(f"[{profile}] {label} ...", flush=True)

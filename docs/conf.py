@@ -1,0 +1,35 @@
+"""Sphinx configuration of the rendered notebooks (``make site``): the committed outputs, never re-executed.
+
+Built from the repository root (``sphinx-build -c docs . build/site``) so that the pages are the notebooks
+themselves; MathJax is served from the site (``MATHJAX_DIR``, unpacked from the npm package by ``make``),
+so the pages need no CDN.
+"""
+
+import os
+from pathlib import Path
+
+project = "VAE notebooks"
+author = "the vae-notebooks contributors"
+copyright = "the vae-notebooks contributors; prose and figures CC BY 4.0, code MIT"
+
+root_doc = "docs/index"
+include_patterns = ["docs/index.md", "notebooks/[0-9]*.ipynb"]
+exclude_patterns = ["build", ".venv", "data", "notebooks/.*"]
+extensions = ["myst_nb"]
+myst_enable_extensions = ["dollarmath", "amsmath"]
+nb_execution_mode = "off"  # render the outputs of the recorded full runs
+suppress_warnings = ["mystnb.unknown_mime_type"]
+
+html_theme = "sphinx_book_theme"
+html_title = "Variational autoencoders, in runnable notebooks"
+html_theme_options = {"show_toc_level": 2, "use_download_button": True}
+
+_mathjax = Path(os.environ.get("MATHJAX_DIR", "")).resolve()
+if not (_mathjax / "tex-mml-chtml.js").is_file():
+    raise RuntimeError(
+        f"MATHJAX_DIR={os.environ.get('MATHJAX_DIR')!r} should be MathJax's es5 folder (holding "
+        "tex-mml-chtml.js): run make site, which unpacks it from the npm package mathjax"
+    )
+html_static_path = [str(_mathjax.parent)]  # the folder holding mathjax/, copied into _static/
+html_extra_path = ["_extra"]  # index.html at the site's root, pointing at docs/index.html
+mathjax_path = f"{_mathjax.name}/tex-mml-chtml.js"

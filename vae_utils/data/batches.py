@@ -1,0 +1,98 @@
+"""Training inputs from the arrays: stochastic binarisation, class-balanced label splits, batches.
+
+Introduced in ``notebooks/01_vae_mnist.ipynb`` (binarisation, batches) and
+``notebooks/05_semi_supervised_m1.ipynb`` (label splits).
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+
+def binarize(x: np.ndarray, seed: int | np.random.Generator) -> np.ndarray:
+    """Stochastic binarisation: each pixel is 1 with probability equal to its intensity.
+
+    ``x`` holds intensities, either ``uint8`` in [0, 255] or floats in [0, 1]. Training draws a new
+    binarisation every epoch (``BinarizedBatches``); the test set is binarised once with a fixed seed
+    so that every evaluation sees the same images. Returns ``float32`` zeros and ones.
+    """
+    x = np.asarray(x)
+    if x.dtype == np.uint8:
+        p = x.astype(np.float32) / 255.0
+    elif np.issubdtype(x.dtype, np.floating):
+        if x.size and (np.nanmin(x) < 0.0 or np.nanmax(x) > 1.0 or np.isnan(x).any()):
+            raise ValueError(
+                "binarize expects float intensities in [0, 1], found values in "
+                f"[{np.nanmin(x):.3g}, {np.nanmax(x):.3g}]" + (" and NaN" if np.isnan(x).any() else "")
+            )
+        p = x.astype(np.float32)
+    else:
+        raise TypeError(f"binarize expects uint8 or float images, found dtype {x.dtype}")
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    return (rng.random(p.shape, dtype=np.float32) < p).astype(np.float32)
+
+
+def labelled_split(y: np.ndarray, n_labelled: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split example indices into a class-balanced labelled set and the unlabelled rest.
+
+    Draws ``n_labelled / n_classes`` examples of every class present in ``y``. Returns
+    ``(labelled, unlabelled)``: sorted, disjoint index arrays that together cover ``range(len(y))``,
+    the same for the same ``seed``. Kingma et al. (2014) use such splits for N = 100, 600, 1000, 3000.
+    """
+    y = np.asarray(y)
+    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(
+            f"y must hold integer class labels of shape (n,), found {y.dtype} of shape {y.shape}"
+            + (" (one-hot rows? pass y.argmax(axis=1))" if y.ndim == 2 else "")
+        )
+    classes, counts = np.unique(y, return_counts=True)
+    if isinstance(n_labelled, bool) or not isinstance(n_labelled, (int, np.integer)):
+        raise TypeError(f"n_labelled must be an integer, found {type(n_labelled).__name__}")
+    if n_labelled <= 0 or n_labelled % len(classes):
+        raise ValueError(
+            f"n_labelled must be a positive multiple of the {len(classes)} classes so that every "
+            f"class gets the same number of labels, found {n_labelled}"
+        )
+    per_class = n_labelled // len(classes)
+    if per_class > counts.min():
+        scarce = classes[counts.argmin()]
+        raise ValueError(
+            f"n_labelled={n_labelled} needs {per_class} examples of every class, but class "
+            f"{scarce} has only {counts.min()}"
+        )
+    rng = np.random.default_rng(seed)
+    labelled = np.concatenate(
+        [rng.choice(np.flatnonzero(y == c), size=per_class, replace=False) for c in classes]
+    )
+    labelled.sort()
+    unlabelled = np.setdiff1d(np.arange(len(y)), labelled, assume_unique=True)
+    return labelled, unlabelled
+
+
+class BinarizedBatches(keras.utils.PyDataset):
+    """Shuffled batches of ``x`` with a fresh stochastic binarisation every epoch.
+
+    Dynamic binarisation (Salakhutdinov & Murray, 2008) turns grey MNIST into binary data that a
+    Bernoulli likelihood models exactly, and acts as data augmentation: the model never sees the same
+    binary image twice. Pass it to ``model.fit`` in place of an array.
+    """
+
+    def __init__(self, x: np.ndarray, batch_size: int, seed: int, **kwargs):
+        super().__init__(**kwargs)
+        if len(x) < batch_size:
+            raise ValueError(f"batch_size={batch_size} is larger than the {len(x)} examples")
+        self.x = x
+        self.batch_size = batch_size
+        self.rng = np.random.default_rng(seed)
+        self.on_epoch_end()
+
+    def __len__(self) -> int:
+        return len(self.x) // self.batch_size  # drop the last partial batch: fixed shapes compile once
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        rows = self.order[index * self.batch_size : (index + 1) * self.batch_size]
+        return binarize(self.x[rows], self.rng)
+
+    def on_epoch_end(self) -> None:
+        self.order = self.rng.permutation(len(self.x))
