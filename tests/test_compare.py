@@ -181,3 +181,13 @@ def test_a_split_file_with_m1m2_only_gives_an_m1m2_row_and_no_m2_row(tmp_path):
     _write(tmp_path / "06_semi_supervised_m2" / "N_LABELLED=1000_SPLIT_SEED=0.json", metrics)
     ours = compare.collect(tmp_path)
     assert ours[["method", "N", "mean", "n_seeds"]].values.tolist() == [["m1m2", 1000, 2.5, 1]]
+
+
+def test_staged_files_replace_the_published_ones_and_the_rest_is_read_from_the_results(results, tmp_path):
+    # notebook 07 while it runs: its own metrics are staged, notebook 06's are published
+    staged = tmp_path / "staging"
+    _write(staged / "07_baselines_and_comparison.json", {"pca_svm": _per_n({100: [40.0]})})
+    ours = compare.collect(results, staged=staged)
+    assert ours[ours.method == "pca_svm"]["mean"].tolist() == [40.0]
+    assert "dense" not in set(ours.method)  # the published 07 file is replaced, not merged
+    assert set(ours[ours.method == "m2"].N) == set(M2_ERRORS)

@@ -205,18 +205,30 @@ def _frame(rows: list[dict]) -> pd.DataFrame:
     return frame.astype({"N": int, "mean": float, "std": float, "n_seeds": "Int64"})
 
 
-def collect(results_dir: str | Path = RESULTS_DIR, profile: str | None = "full") -> pd.DataFrame:
+def collect(
+    results_dir: str | Path = RESULTS_DIR, profile: str | None = "full", staged: str | Path | None = None
+) -> pd.DataFrame:
     """Our test errors (%) as a tidy frame: one row per method and N, with columns ``COLUMNS``.
 
     ``profile``: read only the results files of this profile (``"full"``, ``"smoke"``); None reads all.
+    ``staged``: a folder whose files replace those of ``results_dir`` (a running notebook's own metrics,
+    staged until it finishes).
     """
     results_dir = Path(results_dir)
+
+    def find(name: str) -> Path:
+        return (
+            Path(staged) / name
+            if staged is not None and (Path(staged) / name).exists()
+            else results_dir / name
+        )
+
     rows = []
     for name, methods in _PER_N_FILES.items():
-        if (results_dir / name).is_file():
-            rows += _per_n_rows(results_dir / name, methods, profile)
-    if (results_dir / _PER_SPLIT_DIR).is_dir():
-        rows += _per_split_rows(results_dir / _PER_SPLIT_DIR, profile)
+        if find(name).is_file():
+            rows += _per_n_rows(find(name), methods, profile)
+    if find(_PER_SPLIT_DIR).is_dir():
+        rows += _per_split_rows(find(_PER_SPLIT_DIR), profile)
     order = {m: i for i, m in enumerate(_COLOURS)}  # baselines first, then M1, M2, M1 + M2
     rows.sort(key=lambda r: (order[r["method"]], r["N"]))
     return _frame(rows)
