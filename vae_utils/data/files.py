@@ -132,24 +132,6 @@ def _places(filename: str) -> str:
     )
 
 
-@contextmanager
-def _temporary_file(directory: Path, name: str) -> Iterator[tuple[int, Path]]:
-    """A new temporary file beside ``directory / name``; removed on exit unless it was renamed away."""
-    directory.mkdir(parents=True, exist_ok=True)
-    now = time.time()
-    for stale in directory.glob(f".{glob.escape(name)}.*.part"):  # left by a killed download or build
-        with suppress(OSError):
-            if now - stale.stat().st_mtime > _STALE_PART_S:
-                stale.unlink()
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=directory)
-    tmp = Path(tmp_name)
-    os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; a cache is shared like any other file
-    try:
-        yield fd, tmp
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 # --- atomic writes and downloads ----------------------------------------------------------------------------
 
 
