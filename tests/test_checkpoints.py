@@ -125,3 +125,14 @@ def test_a_complete_run_loads_into_a_fresh_vae_without_training(tmp_path):
     ckpt.finish(fresh)
     for a, b in zip(trained.get_weights(), fresh.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_fit_without_validation_data_keeps_its_best_training_loss_and_logs_no_empty_columns(tmp_path):
+    ckpt = repro.Checkpoints(tmp_path, {"epochs": 3}, monitor="loss")
+    model, batches, _ = _setup()
+    model.fit(batches, epochs=3, verbose=0, callbacks=ckpt.callbacks())
+    header = ckpt.log_path.read_text().splitlines()[0]
+    assert "val_loss" in header, "CSVLogger writes val_ columns of NA without validation data"
+    log = ckpt.finish(model)
+    assert len(log["loss"]) == 3
+    assert not any(key.startswith("val_") for key in log), log.keys()

@@ -386,7 +386,9 @@ class Checkpoints:
             with open(self.log_path, newline="") as f:
                 rows = {int(row["epoch"]): row for row in csv.DictReader(f)}
             ordered = [rows[epoch] for epoch in sorted(rows)]
-            keys = [key for key in (ordered[0] if ordered else {}) if key != "epoch"]
+            # CSVLogger writes val_* columns of "NA" when fit has no validation data: they are not metrics
+            keys = [k for k in (ordered[0] if ordered else {}) if k != "epoch"]
+            keys = [k for k in keys if any(row[k] != "NA" for row in ordered)]
             log = {key: [float(row[key]) for row in ordered] for key in keys}
         except (KeyError, ValueError, TypeError, csv.Error) as exc:
             raise self._broken(f"unreadable log {self.log_path.name}", exc) from exc

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-import pooch
 import requests
 
 from .base import DataError
@@ -175,6 +174,8 @@ def _downloaded(
     """
     if not url.startswith(("https://", "http://")):
         raise DataError(f"cannot download {name}: expected an http(s) URL, found {url!r}")
+    import pooch  # here, not at the top: it loads tqdm.auto, which warns in a notebook that never downloads
+
     _clear_stale(directory, name)
     folder = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".part", dir=directory))
     try:
