@@ -1,0 +1,129 @@
+"""The PixelCNN++ likelihood of an RGB pixel: a mixture of discretised logistics with coupled channels.
+
+Salimans et al. (2017), as their code (``openai/pixel-cnn``, ``discretized_mix_logistic_loss``) computes
+it. Each pixel has ``K`` components; component ``k`` has a weight ``pi_k = softmax(logits)_k`` and, per
+channel, a location and a log-scale. Green's location moves linearly with the observed red value and
+blue's with red and green, so one component models correlated colour noise:
+
+    mu_R = m_R,    mu_G = m_G + alpha x_R,    mu_B = m_B + beta x_R + gamma x_G,
+
+``alpha, beta, gamma = tanh(coefficients)``. Then
+
+    P(x_R, x_G, x_B) = sum_k pi_k P_k(x_R) P_k(x_G | x_R) P_k(x_B | x_R, x_G),
+
+each factor a discretised logistic (``losses.discretized_logistic_log_likelihood``), so each conditional
+sums to 1 over its values and so does the whole. Values are ``k / (num_bins - 1)`` in [0, 1] (PixelCNN++
+uses [-1, 1]: the same model, with locations shifted and scaled; the coefficients are unchanged).
+
+Layout of the decoder's last axis, ``10 K`` numbers per pixel (as in PixelCNN++): ``K`` mixture logits,
+then ``3 x 3K``: for each channel, ``K`` locations, ``K`` log-scales and ``K`` coefficients (the
+coefficient rows are alpha, beta, gamma). Introduced in ``notebooks/03_cifar_horse_car_interpolation.ipynb``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from keras import ops
+
+from . import losses
+from .checks import positive_int
+
+__all__ = ["num_params", "unpack", "log_likelihood", "sample", "mean_image"]
+
+CHANNELS = 3
+
+
+def num_params(n_components: int) -> int:
+    """Numbers per pixel the decoder outputs for ``n_components`` components: ``10 * n_components``."""
+    return positive_int("n_components", n_components) * (1 + 3 * CHANNELS)
+
+
+def _components(params) -> int:
+    size = params.shape[-1]
+    if size is None or size % (1 + 3 * CHANNELS):
+        raise ValueError(f"the last axis of params must hold 10 numbers per component, found size {size}")
+    return size // (1 + 3 * CHANNELS)
+
+
+def unpack(params):
+    """``(..., 10K)`` -> logits ``(..., K)``, locations, log-scales, tanh coefficients ``(..., 3, K)``."""
+    k = _components(params)
+    logits = params[..., :k]
+    rest = ops.reshape(params[..., k:], (*ops.shape(params)[:-1], CHANNELS, 3 * k))
+    log_scale = ops.maximum(rest[..., k : 2 * k], losses.LOG_SCALE_MIN)
+    return logits, rest[..., :k], log_scale, ops.tanh(rest[..., 2 * k :])
+
+
+def _coupled_locations(x, loc, coeffs):
+    """Each channel's location given the observed channels before it: ``(..., 3, K)``."""
+    red, green = x[..., 0:1], x[..., 1:2]  # (..., 1): broadcast over the K components
+    return ops.stack(
+        [
+            loc[..., 0, :],
+            loc[..., 1, :] + coeffs[..., 0, :] * red,
+            loc[..., 2, :] + coeffs[..., 1, :] * red + coeffs[..., 2, :] * green,
+        ],
+        axis=-2,
+    )
+
+
+def log_likelihood(x, params, num_bins=256):
+    """log P(x) of RGB images ``x`` ``(batch, H, W, 3)`` on the grid ``k / (num_bins - 1)``: ``(batch,)``.
+
+    ``params`` ``(batch, H, W, 10K)`` is the decoder's output in the layout of the module docstring.
+    """
+    if x.shape[-1] != CHANNELS:
+        raise ValueError(f"x must be RGB images (..., {CHANNELS}), found shape {tuple(x.shape)}")
+    logits, loc, log_scale, coeffs = unpack(params)
+    x = ops.cast(x, params.dtype)
+    loc = _coupled_locations(x, loc, coeffs)
+    x_k = ops.expand_dims(x, -1) + ops.zeros_like(loc)  # (..., 3, K)
+    # one discretised logistic per sub-pixel and component: flatten, so that its per-example sum is one value
+    column = lambda t: ops.reshape(t, (-1, 1))  # noqa: E731
+    log_p = losses.discretized_logistic_log_likelihood(column(x_k), column(loc), column(log_scale), num_bins)
+    log_p = ops.sum(
+        ops.reshape(log_p, ops.shape(loc)), axis=-2
+    )  # (..., K): the three channels of a component
+    log_mix = ops.logsumexp(ops.log_softmax(logits, axis=-1) + log_p, axis=-1)  # (batch, H, W)
+    return losses.sum_per_example(log_mix)
+
+
+def _numpy_parts(params):
+    params = np.asarray(params, dtype=np.float64)
+    k = _components(params)
+    rest = params[..., k:].reshape(*params.shape[:-1], CHANNELS, 3 * k)
+    log_scale = np.maximum(rest[..., k : 2 * k], losses.LOG_SCALE_MIN)
+    return params[..., :k], rest[..., :k], log_scale, np.tanh(rest[..., 2 * k :])
+
+
+def sample(params, rng, num_bins=256):
+    """Draw images ``(..., H, W, 3)`` on the grid from the mixture (NumPy, float32).
+
+    A component per pixel from ``softmax(logits)``, then red, green and blue in turn, each from its
+    discretised logistic (``losses.sample_discretized_logistic``) with the location coupled to the values
+    already drawn: exactly the distribution ``log_likelihood`` scores.
+    """
+    rng = np.random.default_rng(rng)
+    logits, loc, log_scale, coeffs = _numpy_parts(params)
+    gumbel = -np.log(-np.log(rng.uniform(np.finfo(np.float64).tiny, 1.0, size=logits.shape)))
+    pick = np.argmax(logits + gumbel, axis=-1)[..., None, None]  # (..., 1, 1)
+    loc, log_scale, coeffs = (np.take_along_axis(t, pick, axis=-1)[..., 0] for t in (loc, log_scale, coeffs))
+    red = losses.sample_discretized_logistic(loc[..., 0], log_scale[..., 0], rng, num_bins)
+    green = losses.sample_discretized_logistic(
+        loc[..., 1] + coeffs[..., 0] * red, log_scale[..., 1], rng, num_bins
+    )
+    blue_loc = loc[..., 2] + coeffs[..., 1] * red + coeffs[..., 2] * green
+    blue = losses.sample_discretized_logistic(blue_loc, log_scale[..., 2], rng, num_bins)
+    return np.stack([red, green, blue], axis=-1).astype(np.float32)
+
+
+def mean_image(params):
+    """A picture of the model's prediction (NumPy): each pixel the location of its most probable
+    component, green and blue coupled to the red and green so obtained, clipped to [0, 1]."""
+    logits, loc, _, coeffs = _numpy_parts(params)
+    pick = np.argmax(logits, axis=-1)[..., None, None]
+    loc, coeffs = (np.take_along_axis(t, pick, axis=-1)[..., 0] for t in (loc, coeffs))
+    red = np.clip(loc[..., 0], 0, 1)
+    green = np.clip(loc[..., 1] + coeffs[..., 0] * red, 0, 1)
+    blue = np.clip(loc[..., 2] + coeffs[..., 1] * red + coeffs[..., 2] * green, 0, 1)
+    return np.stack([red, green, blue], axis=-1).astype(np.float32)
