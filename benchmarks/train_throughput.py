@@ -1,26 +1,30 @@
-"""Training and evaluation throughput of the tutorial's VAEs on each Keras backend.
+"""Training and evaluation throughput of the tutorial's VAEs on each Keras backend, against the machine.
 
 Prints (and does not assert) three figures per backend, with the hardware and versions they were
 measured on, so that they can be quoted:
 
 ``dense``
     Seconds per epoch of ``model.fit`` for the dense VAE of notebook 01 (784-500-500-50, softplus,
-    Adam) on MNIST's 60,000 training images binarised once, batch 100 (600 steps per epoch).
+    Adam) fed as the notebooks feed it: ``data.BinarizedBatches`` over MNIST's 60,000 training images
+    (a fresh binarisation every epoch), batch 100. ``--epochs`` whole epochs are timed after one
+    untimed epoch that compiles; the table gives their minimum, median and maximum.
 ``conv``
     The same for the convolutional VAE (``conv_encoder``/``conv_decoder`` with default filters,
     latent dimension 2).
 ``iwae``
     ``evaluate.iwae_log_likelihood`` with k=5000 on the dense model (untrained: the cost does not
-    depend on the weights): seconds per 100 test images and the extrapolation to all 10,000.
+    depend on the weights): seconds per 100 test images and the extrapolation to all 10,000. The call
+    compiles once; a one-pass call of the same shapes measures that overhead, which is subtracted from
+    the timed call and added back once in the 10,000-image extrapolation.
 
-Compilation is excluded. Training: a few warm-up steps compile the train step, then ``--steps`` steps
-are timed with ``time.perf_counter`` and scaled to 600 steps; shuffling and end-of-epoch work are
-left out. IWAE: ``iwae_log_likelihood`` builds a fresh model, so every call compiles once; a one-pass
-call of the same shapes measures that per-call overhead, which is subtracted from the timed call and
-added back once in the 10,000-image extrapolation.
+**The floor.** The parent measures the machine's float32 matrix-multiply rate with NumPy (a 2048 x 2048
+product, best of five) and divides each workload's arithmetic by it: a training step costs about three
+forward passes (the forward pass, and twice its multiply-adds backwards), an IWAE pass one encoder and
+``k`` decoder passes; the forward pass counts the multiply-adds of every Dense and convolution layer.
+Each figure is printed with its ratio to that floor: how far the framework is from the hardware.
 
 Memory is the peak resident set size of the process that ran the workload (``ru_maxrss``): it
-includes the framework, MNIST and the binarised training set, not only the model.
+includes the framework, MNIST and the batches, not only the model.
 
 Each (backend, workload) pair runs in a child process of this script, because Keras fixes its
 backend at import time and because the peak RSS of a process can only grow.
@@ -28,7 +32,7 @@ backend at import time and because the peak RSS of a process can only grow.
 Run from the repository root (datasets as for the notebooks, e.g. ``VAE_DATA_MIRROR``)::
 
     python benchmarks/train_throughput.py
-    python benchmarks/train_throughput.py --backends jax --workloads dense --steps 50
+    python benchmarks/train_throughput.py --backends jax --workloads dense --epochs 2
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ import math
 import os
 import resource
 import shlex
+import statistics
 import subprocess
 import sys
 import time
@@ -51,6 +56,8 @@ BATCH_SIZE = 100
 TRAIN_IMAGES = 60_000
 STEPS_PER_EPOCH = TRAIN_IMAGES // BATCH_SIZE
 TEST_IMAGES = 10_000
+EPOCHS = 3
+MATMUL_SIZE = 2048
 IWAE_BATCH_SIZE = 20  # iwae_log_likelihood's defaults, passed explicitly so the pass count below holds
 IWAE_SAMPLES_PER_PASS = 500
 PEAK_RSS_LABEL = "peak RSS (process, incl. framework) MiB"
@@ -65,9 +72,10 @@ THREAD_VARIABLES = (
 )
 
 
-def benchmark_parser(description: str, workloads, steps: int, warmup_steps: int, batch: str):
-    """The options every benchmark here shares: backends, workloads, timed and warm-up steps, and the
-    hidden ones by which the parent starts a child for one (backend, workload) pair."""
+def benchmark_parser(description: str, workloads, steps: int | None, warmup_steps: int | None, batch: str):
+    """The options every benchmark here shares: backends, workloads, timed and warm-up steps (unless
+    ``steps`` is None: the benchmark times whole epochs), and the hidden ones by which the parent starts
+    a child for one (backend, workload) pair."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument(
         "--backends",
@@ -83,18 +91,19 @@ def benchmark_parser(description: str, workloads, steps: int, warmup_steps: int,
         default=list(workloads),
         help="what to measure (default: all)",
     )
-    parser.add_argument(
-        "--steps",
-        type=int,
-        default=steps,
-        help=f"training steps of {batch} to time, after the warm-up (default: {steps})",
-    )
-    parser.add_argument(
-        "--warmup-steps",
-        type=int,
-        default=warmup_steps,
-        help=f"training steps run first, untimed, to compile the train step (default: {warmup_steps})",
-    )
+    if steps is not None:
+        parser.add_argument(
+            "--steps",
+            type=int,
+            default=steps,
+            help=f"training steps of {batch} to time, after the warm-up (default: {steps})",
+        )
+        parser.add_argument(
+            "--warmup-steps",
+            type=int,
+            default=warmup_steps,
+            help=f"training steps run first, untimed, to compile the train step (default: {warmup_steps})",
+        )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--workload", choices=workloads, help=argparse.SUPPRESS)
     return parser
@@ -114,19 +123,29 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = benchmark_parser(
         "Print training and IWAE-evaluation throughput of the tutorial's VAEs per Keras backend.",
         WORKLOADS,
-        steps=200,
-        warmup_steps=5,
+        steps=None,
+        warmup_steps=None,
         batch="batch 100",
+    )
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=EPOCHS,
+        help=f"whole epochs to time, after one that compiles (default: {EPOCHS})",
     )
     parser.add_argument(
         "--iwae-images", type=int, default=100, help="test images to time the IWAE estimate on (default: 100)"
     )
-    # Hidden: a smaller k makes a quick check of this script possible; the figure to quote uses 5000.
+    # Hidden: a smaller k or epoch makes a quick check of this script possible; the figures to quote use
+    # k = 5000 and the whole training set (a smaller epoch is scaled to 60,000 images).
     parser.add_argument("--iwae-k", type=int, default=5000, help=argparse.SUPPRESS)
+    parser.add_argument("--train-images", type=int, default=TRAIN_IMAGES, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    check_args(parser, args, ("steps", "warmup_steps", "iwae_images", "iwae_k"))
-    if max(args.steps, args.warmup_steps) > STEPS_PER_EPOCH:
-        parser.error(f"--steps and --warmup-steps can be at most {STEPS_PER_EPOCH} (one epoch of MNIST)")
+    check_args(parser, args, ("epochs", "iwae_images", "iwae_k", "train_images"))
+    if not BATCH_SIZE <= args.train_images <= TRAIN_IMAGES:
+        parser.error(
+            f"--train-images must be between {BATCH_SIZE} and {TRAIN_IMAGES}, found {args.train_images}"
+        )
     if args.iwae_images > TEST_IMAGES:
         parser.error(f"--iwae-images can be at most {TEST_IMAGES}, found {args.iwae_images}")
     return args
@@ -164,18 +183,64 @@ def wait_for_device(model) -> None:
     ops.convert_to_numpy(model.trainable_variables[-1])
 
 
-def time_training(model, x_train, steps: int, warmup_steps: int) -> dict:
+def forward_flops(model) -> int:
+    """Floating-point operations of one forward pass of ``model`` for one example: 2 per multiply-add of
+    its Dense, Conv2D and Conv2DTranspose layers (nested models included); the rest is left out."""
     import keras
 
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            total += forward_flops(layer)
+        elif isinstance(layer, keras.layers.Dense | keras.layers.Conv2D | keras.layers.Conv2DTranspose):
+            # a transposed convolution applies its kernel at every input position, the others at every output
+            shape = (
+                layer.input.shape if isinstance(layer, keras.layers.Conv2DTranspose) else layer.output.shape
+            )
+            total += 2 * math.prod(layer.kernel.shape) * math.prod(shape[1:-1])
+    return total
+
+
+class EpochTimer:
+    """A Keras callback (built lazily, so the parent needs no backend) that times every epoch."""
+
+    def __new__(cls, model):
+        import keras
+
+        class _Timer(keras.callbacks.Callback):
+            def __init__(self):
+                super().__init__()
+                self.seconds = []
+
+            def on_epoch_begin(self, epoch, logs=None):
+                self.start = time.perf_counter()
+
+            def on_epoch_end(self, epoch, logs=None):
+                wait_for_device(model)
+                self.seconds.append(time.perf_counter() - self.start)
+
+        return _Timer()
+
+
+def time_epochs(model, x_grey, epochs: int) -> dict:
+    """Fit ``1 + epochs`` whole epochs of ``BinarizedBatches`` (the notebooks' input path); time the last
+    ``epochs``, scaled to an epoch of 60,000 images when ``x_grey`` holds fewer."""
+    import keras
+
+    from vae_utils import data
+
     model.compile(optimizer=keras.optimizers.Adam())
-    # The first fit traces and compiles the train step; the timed fit reuses the compiled function.
-    model.fit(x_train[: warmup_steps * BATCH_SIZE], batch_size=BATCH_SIZE, epochs=1, verbose=0)
-    wait_for_device(model)
-    start = time.perf_counter()
-    model.fit(x_train[: steps * BATCH_SIZE], batch_size=BATCH_SIZE, epochs=1, verbose=0)
-    wait_for_device(model)
-    seconds = time.perf_counter() - start
-    return {"steps": steps, "seconds": seconds, "seconds_per_epoch": seconds / steps * STEPS_PER_EPOCH}
+    timer = EpochTimer(model)
+    batches = data.BinarizedBatches(x_grey, BATCH_SIZE, seed=0)
+    model.fit(batches, epochs=1 + epochs, verbose=0, callbacks=[timer])
+    scale = STEPS_PER_EPOCH / len(batches)
+    seconds = [t * scale for t in timer.seconds[1:]]  # the first epoch traces and compiles the train step
+    return {
+        "epochs": epochs,
+        "images": len(batches) * BATCH_SIZE,
+        "seconds_per_epoch": {"min": min(seconds), "median": statistics.median(seconds), "max": max(seconds)},
+        "flops_per_epoch": 3 * (forward_flops(model.encoder) + forward_flops(model.decoder)) * TRAIN_IMAGES,
+    }
 
 
 def time_iwae_call(model, x, k: int) -> float:
@@ -211,6 +276,7 @@ def time_iwae(model, x_test, images: int, k: int) -> dict:
     full_test_seconds = (overhead or 0.0) + per_image * TEST_IMAGES
     return {
         **result,
+        "flops_per_100_images": 100 * (forward_flops(model.encoder) + k * forward_flops(model.decoder)),
         "overhead_seconds": overhead,
         "seconds_per_100_images": per_image * 100,
         "test_set_minutes": full_test_seconds / 60,
@@ -225,9 +291,8 @@ def run_workload(workload: str, args: argparse.Namespace) -> dict:
     if workload == "iwae":
         x_test = data.binarize(mnist["x_test"], seed=0)
         return time_iwae(dense_vae(), x_test, args.iwae_images, args.iwae_k)
-    x_train = data.binarize(mnist["x_train"], seed=0)
     model = dense_vae() if workload == "dense" else conv_vae()
-    return time_training(model, x_train, args.steps, args.warmup_steps)
+    return time_epochs(model, mnist["x_train"][: args.train_images], args.epochs)
 
 
 def child_main(args: argparse.Namespace) -> None:
@@ -297,10 +362,10 @@ def child_command(workload: str, args: argparse.Namespace) -> list[str]:
         "--child",
         "--workload",
         workload,
-        "--steps",
-        str(args.steps),
-        "--warmup-steps",
-        str(args.warmup_steps),
+        "--epochs",
+        str(args.epochs),
+        "--train-images",
+        str(args.train_images),
         "--iwae-images",
         str(args.iwae_images),
         "--iwae-k",
@@ -339,19 +404,38 @@ def print_table(title: str, columns: list[str], rows: list[list[str]], text_colu
     print()
 
 
-def training_row(result: dict) -> list[str]:
+def matmul_gflops(size: int = MATMUL_SIZE, repeats: int = 5) -> float:
+    """The machine's float32 matrix-multiply rate, GFLOP/s: NumPy's BLAS on all cores, best of ``repeats``."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    a, b = (rng.standard_normal((size, size), dtype=np.float32) for _ in range(2))
+    a @ b  # warm-up: threads, pages
+    best = math.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best / 1e9
+
+
+def training_row(result: dict, gflops: float) -> list[str]:
+    per_epoch = result["seconds_per_epoch"]
+    floor = result["flops_per_epoch"] / (gflops * 1e9)
     return [
         result["backend"],
         result["workload"],
-        str(result["steps"]),
-        f"{result['seconds']:.2f}",
-        f"{result['seconds_per_epoch']:.1f}",
+        str(result["epochs"]),
+        *(f"{per_epoch[key]:.2f}" for key in ("min", "median", "max")),
+        f"{floor:.2f}",
+        f"{per_epoch['median'] / floor:.1f}x",
         f"{result['peak_rss_mib']:.0f}",
     ]
 
 
-def iwae_row(result: dict) -> list[str]:
+def iwae_row(result: dict, gflops: float) -> list[str]:
     overhead = result["overhead_seconds"]
+    floor = result["flops_per_100_images"] / (gflops * 1e9)
     return [
         result["backend"],
         str(result["images"]),
@@ -359,19 +443,37 @@ def iwae_row(result: dict) -> list[str]:
         f"{result['seconds']:.2f}",
         "n/a" if overhead is None else f"{overhead:.2f}",
         f"{result['seconds_per_100_images']:.2f}",
+        f"{floor:.2f}",
+        f"{result['seconds_per_100_images'] / floor:.1f}x",
         f"{result['test_set_minutes']:.1f}",
         f"{result['peak_rss_mib']:.0f}",
     ]
 
 
 def print_results(results: list[dict], args: argparse.Namespace) -> None:
+    gflops = matmul_gflops()
+    print(
+        f"floor:     float32 matmul {MATMUL_SIZE} x {MATMUL_SIZE} with NumPy, best of 5: {gflops:.0f} "
+        "GFLOP/s; each workload's floor is its arithmetic at that rate\n"
+    )
     done = [r for r in results if r["status"] == "ok"]
-    training = [training_row(r) for r in done if r["workload"] != "iwae"]
+    training = [training_row(r, gflops) for r in done if r["workload"] != "iwae"]
     if training:
+        scaled = "" if args.train_images == TRAIN_IMAGES else f", scaled from epochs of {args.train_images:,}"
         print_table(
-            f"Training: model.fit, Adam, batch {BATCH_SIZE}; {args.warmup_steps} warm-up steps untimed, "
-            f"then the timed steps scaled to {STEPS_PER_EPOCH} steps = 1 epoch of {TRAIN_IMAGES:,} images",
-            ["backend", "model", "steps timed", "time (s)", "s/epoch", PEAK_RSS_LABEL],
+            f"Training: model.fit on data.BinarizedBatches, Adam, batch {BATCH_SIZE}; one epoch untimed "
+            f"(compilation), then {args.epochs} timed; s/epoch for {TRAIN_IMAGES:,} images{scaled}",
+            [
+                "backend",
+                "model",
+                "epochs",
+                "min s",
+                "median s",
+                "max s",
+                "floor s",
+                "median/floor",
+                PEAK_RSS_LABEL,
+            ],
             training,
             text_columns=2,
         )
@@ -387,10 +489,12 @@ def print_results(results: list[dict], args: argparse.Namespace) -> None:
                 "time (s)",
                 "compile/call (s)",
                 "s/100 images",
+                "floor s",
+                "s/floor",
                 f"{TEST_IMAGES:,} images (min)",
                 PEAK_RSS_LABEL,
             ],
-            [iwae_row(r) for r in iwae_results],
+            [iwae_row(r, gflops) for r in iwae_results],
             text_columns=1,
         )
         if any(r["overhead_seconds"] is None for r in iwae_results):

@@ -1,0 +1,64 @@
+"""The throughput benchmark: its arithmetic count, and a quick run of the real script end to end."""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import train_throughput  # noqa: E402
+
+
+def test_forward_flops_count_every_multiply_add_of_the_dense_and_conv_layers():
+    vae = train_throughput.dense_vae()
+    # 784-500-500-(50 mean, 50 log-variance) and 50-500-500-784: two FLOPs per multiply-add
+    assert train_throughput.forward_flops(vae.encoder) == 2 * (784 * 500 + 500 * 500 + 2 * 500 * 50)
+    assert train_throughput.forward_flops(vae.decoder) == 2 * (50 * 500 + 500 * 500 + 500 * 784)
+    x = keras.Input((8, 8, 3))
+    h = keras.layers.Conv2D(4, 3, strides=2, padding="same")(x)  # kernel at each of 4 x 4 outputs
+    h = keras.layers.Conv2DTranspose(2, 3, strides=2, padding="same")(h)  # at each of 4 x 4 inputs
+    model = keras.Model(x, keras.layers.Dense(5)(h))  # a dense layer at each of 8 x 8 positions
+    assert train_throughput.forward_flops(model) == 2 * (16 * 27 * 4 + 16 * 9 * 4 * 2 + 64 * 2 * 5)
+
+
+def test_a_quick_run_prints_every_figure_with_its_ratio_to_the_matmul_floor(mirror):
+    command = [
+        sys.executable,
+        str(ROOT / "benchmarks" / "train_throughput.py"),
+        "--backends",
+        "tensorflow",
+        "--workloads",
+        "dense",
+        "iwae",
+        "--epochs",
+        "2",
+        "--train-images",
+        "500",
+        "--iwae-images",
+        "20",
+        "--iwae-k",
+        "10",
+    ]
+    done = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "VAE_DATA_MIRROR": str(mirror), "VAE_OFFLINE": "1"},
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = done.stdout
+    assert re.search(r"floor: +float32 matmul 2048 x 2048 with NumPy, best of 5: \d+ GFLOP/s", out), out
+    dense = re.search(r"^tensorflow +dense +2 +([\d.]+) +([\d.]+) +([\d.]+) +([\d.]+) +([\d.]+)x", out, re.M)
+    assert dense, out
+    low, median, high, floor, ratio = map(float, dense.groups())
+    assert 0 < low <= median <= high and floor > 0
+    assert ratio == pytest.approx(median / floor, abs=0.06)
+    assert re.search(r"^tensorflow +20 +10 +[\d.]+ +\S+ +[\d.]+ +[\d.]+ +[\d.]+x", out, re.M), out
