@@ -81,10 +81,10 @@ def test_bits_per_dim_of_a_fair_coin_per_pixel_is_one():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"k": 0}, "k must be a positive integer, found 0"),
-        ({"k": 2.5}, "k must be a positive integer, found 2.5"),
-        ({"batch_size": 0}, "batch_size must be a positive integer, found 0"),
-        ({"samples_per_pass": -1}, "samples_per_pass must be a positive integer, found -1"),
+        ({"k": 0}, "k must be an integer >= 1, found 0"),
+        ({"k": 2.5}, "k must be an integer >= 1, found 2.5"),
+        ({"batch_size": 0}, "batch_size must be an integer >= 1, found 0"),
+        ({"samples_per_pass": -1}, "samples_per_pass must be an integer >= 1, found -1"),
     ],
 )
 def test_iwae_rejects_bad_arguments(tiny_vae, patterns, kwargs, message):

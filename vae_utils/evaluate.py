@@ -83,8 +83,7 @@ def _log_likelihood(model, x, params):
 
 
 def _as_batch(x, batch_size):
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, found {batch_size!r}")
+    positive_int("batch_size", batch_size)
     x = np.asarray(x, dtype="float32")
     if x.ndim < 2 or len(x) == 0:
         raise ValueError(f"x must be a non-empty batch of examples, found shape {x.shape}")
@@ -133,9 +132,7 @@ def iwae_log_likelihood(model, x, k=5000, batch_size=20, samples_per_pass=500, s
     ``k``. Returns one estimate per example, shape ``(n,)``, in nats.
     """
     x = _as_images(x, batch_size)
-    for name, value in (("k", k), ("samples_per_pass", samples_per_pass)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, found {value!r}")
+    k, samples_per_pass = positive_int("k", k), positive_int("samples_per_pass", samples_per_pass)
     latent_dim = model.encoder.outputs[0].shape[-1]
     log_weights = _compiled(_LogWeights(model, name="iwae_log_weights"))
     rng = np.random.default_rng(seed)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .checks import positive_int
+
 __all__ = ["bilinear", "lerp", "slerp", "traverse"]
 
 
@@ -28,9 +30,7 @@ def _codes(names, codes):
 
 
 def _steps(n, name="n"):
-    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 2:
-        raise ValueError(f"{name} must be an integer >= 2 (the path includes both ends), found {n!r}")
-    return np.linspace(0.0, 1.0, n)
+    return np.linspace(0.0, 1.0, positive_int(name, n, minimum=2))  # the path includes both ends
 
 
 def lerp(z0, z1, n):
