@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from keras import ops
 
-from vae_utils import models
+from vae_utils import models, pixel_mixture
 
 
 def test_sampling_uses_the_standard_deviation_exp_half_log_var():
@@ -139,7 +139,8 @@ def test_a_logistic_decoder_needs_a_channel_axis_and_a_known_likelihood():
     with pytest.raises(ValueError, match=r"channel axis \(h, w, c\); found image shape \(28, 28\)"):
         models.dense_decoder(2, (28, 28), likelihood="logistic")
     with pytest.raises(
-        ValueError, match=r"likelihood must be one of \('bernoulli', 'logistic'\), found 'gauss'"
+        ValueError,
+        match=r"likelihood must be one of \('bernoulli', 'logistic', 'logistic_mixture'\), found 'gauss'",
     ):
         models.VAE(models.dense_encoder((4,), 2), models.dense_decoder(2, (4,)), likelihood="gauss")
 
@@ -165,3 +166,46 @@ def test_logistic_vae_trains_and_decodes_to_images_in_the_unit_interval(tmp_path
     assert np.abs(images - x[:5]).mean() < 0.25
     vae.save(tmp_path / "vae.keras")
     assert keras.saving.load_model(tmp_path / "vae.keras").likelihood == "logistic"
+
+
+def test_a_mixture_vae_scores_with_pixel_mixture_trains_and_decodes_rgb_images(tmp_path):
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(1)
+    x = (rng.integers(0, 256, (64, 8, 8, 3)) // 64 * 64 / 255.0).astype("float32")
+    decoder = models.conv_decoder(
+        2, (8, 8, 3), filters=(8,), dense_units=16, likelihood="logistic_mixture", components=3
+    )
+    assert decoder.output_shape == (None, 8, 8, 30)
+    # every log-scale starts at INITIAL_LOG_SCALE; logits, locations and coefficients keep their zero bias
+    _, loc, log_scale, coeffs = pixel_mixture.unpack(
+        ops.convert_to_numpy(decoder.get_layer("logits").bias)[None]
+    )
+    assert np.all(ops.convert_to_numpy(log_scale) == models.INITIAL_LOG_SCALE)
+    assert np.all(ops.convert_to_numpy(loc) == 0) and np.all(ops.convert_to_numpy(coeffs) == 0)
+    vae = models.VAE(
+        models.conv_encoder((8, 8, 3), 2, filters=(8,), dense_units=16),
+        decoder,
+        likelihood="logistic_mixture",
+    )
+    params = decoder(np.zeros((4, 2), "float32"))
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(vae.log_likelihood(x[:4], params)),
+        ops.convert_to_numpy(pixel_mixture.log_likelihood(x[:4], params)),
+        rtol=1e-6,
+    )
+    vae.compile(optimizer=keras.optimizers.Adam(1e-2))
+    logs = vae.fit(x, batch_size=32, epochs=4, verbose=0).history
+    assert np.isfinite(logs["loss"]).all() and logs["loss"][-1] < logs["loss"][0]
+    images = vae.decode(vae.encode(x[:5]))
+    assert images.shape == (5, 8, 8, 3) and images.min() >= 0.0 and images.max() <= 1.0
+    vae.save(tmp_path / "vae.keras")
+    assert keras.saving.load_model(tmp_path / "vae.keras").likelihood == "logistic_mixture"
+
+
+def test_a_mixture_decoder_needs_rgb_images_and_ten_numbers_per_component():
+    with pytest.raises(ValueError, match=r"RGB images \(h, w, 3\); found image shape \(8, 8, 1\)"):
+        models.conv_decoder(2, (8, 8, 1), filters=(8,), likelihood="logistic_mixture")
+    encoder = models.conv_encoder((8, 8, 3), 2, filters=(8,), dense_units=16)
+    logistic = models.conv_decoder(2, (8, 8, 3), filters=(8,), dense_units=16, likelihood="logistic")
+    with pytest.raises(ValueError, match="was it built with likelihood='logistic_mixture'"):
+        models.VAE(encoder, logistic, likelihood="logistic_mixture")

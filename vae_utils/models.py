@@ -12,13 +12,16 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from . import losses
+from . import losses, pixel_mixture
 
 #: The decoder likelihoods the VAE knows, and what the decoder outputs for each.
 #: ``bernoulli``: one logit per pixel, for binary images (MNIST, notebook 01).
 #: ``logistic``: a location and a log-scale per sub-pixel, for 8-bit images scaled to [0, 1] (a
 #: discretised logistic, a proper probability mass over the 256 grey levels; notebook 02).
-LIKELIHOODS = ("bernoulli", "logistic")
+#: ``logistic_mixture``: PixelCNN++'s mixture of discretised logistics per RGB pixel, green and blue
+#: coupled to red and green (``pixel_mixture``; 10 numbers per component; notebook 03).
+LIKELIHOODS = ("bernoulli", "logistic", "logistic_mixture")
+MIXTURE_COMPONENTS = 10  # PixelCNN++'s number of logistics per pixel
 
 
 def _check_likelihood(likelihood):
@@ -26,12 +29,13 @@ def _check_likelihood(likelihood):
         raise ValueError(f"likelihood must be one of {LIKELIHOODS}, found {likelihood!r}")
 
 
-def decoder_output_shape(image_shape, likelihood="bernoulli"):
+def decoder_output_shape(image_shape, likelihood="bernoulli", components=MIXTURE_COMPONENTS):
     """The shape of the decoder's output for images of ``image_shape`` under ``likelihood``.
 
     A Bernoulli decoder outputs one logit per pixel (the image's own shape). A discretised logistic
     decoder outputs a location and a log-scale per sub-pixel, stacked on the channel axis: images must
-    then have a channel axis, ``(h, w, c)``, and the output is ``(h, w, 2c)``.
+    then have a channel axis, ``(h, w, c)``, and the output is ``(h, w, 2c)``. A mixture decoder
+    outputs ``10 * components`` numbers per pixel of an RGB image: ``(h, w, 10 components)``.
     """
     _check_likelihood(likelihood)
     image_shape = tuple(image_shape)
@@ -42,12 +46,19 @@ def decoder_output_shape(image_shape, likelihood="bernoulli"):
             "a discretised logistic decoder needs images with a channel axis (h, w, c); "
             f"found image shape {image_shape} (add one with x[..., None])"
         )
-    return (*image_shape[:2], 2 * image_shape[2])
+    if likelihood == "logistic":
+        return (*image_shape[:2], 2 * image_shape[2])
+    if image_shape[2] != pixel_mixture.CHANNELS:
+        raise ValueError(
+            f"a logistic_mixture decoder models RGB images (h, w, 3); found image shape {image_shape}"
+        )
+    return (*image_shape[:2], pixel_mixture.num_params(components))
 
 
 __all__ = [
     "INITIAL_LOG_SCALE",
     "LIKELIHOODS",
+    "MIXTURE_COMPONENTS",
     "Sampling",
     "VAE",
     "conv_decoder",
@@ -93,13 +104,21 @@ INITIAL_LOG_SCALE = -3.0
 
 
 def _init_log_scales(decoder, likelihood):
-    """Set the output bias of the log-scales (the second half of the channels) to ``INITIAL_LOG_SCALE``."""
-    if likelihood != "logistic":
+    """Set the output bias of every log-scale to ``INITIAL_LOG_SCALE``: the second half of the channels
+    of a logistic decoder; for a mixture, the second K of each channel's 3K (``pixel_mixture``'s layout)."""
+    if likelihood == "bernoulli":
         return decoder
     out = decoder.get_layer("logits")
     bias = ops.convert_to_numpy(out.bias).copy()
-    params = decoder.output_shape[-1]  # 2c: c locations, then c log-scales
-    bias.reshape(-1, params)[:, params // 2 :] = INITIAL_LOG_SCALE
+    params = decoder.output_shape[-1]
+    per_pixel = bias.reshape(-1, params)
+    if likelihood == "logistic":  # 2c: c locations, then c log-scales
+        per_pixel[:, params // 2 :] = INITIAL_LOG_SCALE
+    else:  # K logits, then per channel K locations, K log-scales, K coefficients
+        k = params // pixel_mixture.num_params(1)
+        for c in range(pixel_mixture.CHANNELS):
+            start = k + c * 3 * k + k
+            per_pixel[:, start : start + k] = INITIAL_LOG_SCALE
     out.bias.assign(bias)
     return decoder
 
@@ -141,12 +160,19 @@ def conv_encoder(input_shape, latent_dim, filters=(32, 64), dense_units=256):
     return keras.Model(x, list(_gaussian_head(h, latent_dim)), name="encoder")
 
 
-def conv_decoder(latent_dim, output_shape, filters=(64, 32), dense_units=256, likelihood="bernoulli"):
+def conv_decoder(
+    latent_dim,
+    output_shape,
+    filters=(64, 32),
+    dense_units=256,
+    likelihood="bernoulli",
+    components=MIXTURE_COMPONENTS,
+):
     """p(x|z): the mirror of ``conv_encoder``, ending in the per-pixel parameters of ``likelihood``.
 
-    The output has ``decoder_output_shape(output_shape, likelihood)``.
+    The output has ``decoder_output_shape(output_shape, likelihood, components)``.
     """
-    output_shape = decoder_output_shape(output_shape, likelihood)
+    output_shape = decoder_output_shape(output_shape, likelihood, components)
     height, width = output_shape[:2]
     channels = output_shape[2] if len(output_shape) == 3 else 1
     scale = 2 ** len(filters)
@@ -181,6 +207,9 @@ def _check_pair(encoder, decoder, likelihood):
         )
     if likelihood == "bernoulli":
         expected = x_shape
+    elif likelihood == "logistic_mixture":
+        components = max(out_shape[-1] // pixel_mixture.num_params(1), 1)
+        expected = decoder_output_shape(x_shape, likelihood, components)
     else:
         expected = decoder_output_shape(x_shape if len(x_shape) == 3 else (*x_shape, 1), likelihood)
         if len(x_shape) != 3:
@@ -229,14 +258,19 @@ class VAE(keras.Model):
         """log p(x|z) per example, from the decoder's output ``params`` for codes z."""
         if self.likelihood == "bernoulli":
             return losses.bernoulli_log_likelihood(x, params)
+        if self.likelihood == "logistic_mixture":
+            return pixel_mixture.log_likelihood(x, params)
         loc, log_scale = ops.split(params, 2, axis=-1)
         return losses.discretized_logistic_log_likelihood(x, loc, log_scale)
 
     def mean_image(self, params):
         """An image in [0, 1] to show for the decoder's output: the pixel probabilities of a
-        Bernoulli decoder, the (clipped) locations of a logistic one, which is each sub-pixel's mode."""
+        Bernoulli decoder, the (clipped) locations of a logistic one, which is each sub-pixel's mode, and
+        ``pixel_mixture.mean_image`` for a mixture."""
         if self.likelihood == "bernoulli":
             return ops.sigmoid(params)
+        if self.likelihood == "logistic_mixture":
+            return pixel_mixture.mean_image(ops.convert_to_numpy(params))
         loc, _ = ops.split(params, 2, axis=-1)
         return ops.clip(loc, 0.0, 1.0)
 
