@@ -201,27 +201,6 @@ def forward_flops(model) -> int:
     return total
 
 
-class EpochTimer:
-    """A Keras callback (built lazily, so the parent needs no backend) that times every epoch."""
-
-    def __new__(cls, model):
-        import keras
-
-        class _Timer(keras.callbacks.Callback):
-            def __init__(self):
-                super().__init__()
-                self.seconds = []
-
-            def on_epoch_begin(self, epoch, logs=None):
-                self.start = time.perf_counter()
-
-            def on_epoch_end(self, epoch, logs=None):
-                wait_for_device(model)
-                self.seconds.append(time.perf_counter() - self.start)
-
-        return _Timer()
-
-
 def time_epochs(model, x_grey, epochs: int) -> dict:
     """Fit ``1 + epochs`` whole epochs of ``BinarizedBatches`` (the notebooks' input path); time the last
     ``epochs``, scaled to an epoch of 60,000 images when ``x_grey`` holds fewer."""
@@ -230,11 +209,17 @@ def time_epochs(model, x_grey, epochs: int) -> dict:
     from vae_utils import data
 
     model.compile(optimizer=keras.optimizers.Adam())
-    timer = EpochTimer(model)
+    starts, ends = [], []
+    timer = keras.callbacks.LambdaCallback(
+        on_epoch_begin=lambda epoch, logs: starts.append(time.perf_counter()),
+        on_epoch_end=lambda epoch, logs: (wait_for_device(model), ends.append(time.perf_counter())),
+    )
     batches = data.BinarizedBatches(x_grey, BATCH_SIZE, seed=0)
     model.fit(batches, epochs=1 + epochs, verbose=0, callbacks=[timer])
     scale = STEPS_PER_EPOCH / len(batches)
-    seconds = [t * scale for t in timer.seconds[1:]]  # the first epoch traces and compiles the train step
+    seconds = [
+        (end - start) * scale for start, end in zip(starts[1:], ends[1:], strict=True)
+    ]  # the first epoch traces and compiles the train step
     return {
         "epochs": epochs,
         "images": len(batches) * BATCH_SIZE,

@@ -89,11 +89,9 @@ def log_likelihood(x, params, num_bins=256):
 
 
 def _numpy_parts(params):
-    params = np.asarray(params, dtype=np.float64)
-    k = _components(params)
-    rest = params[..., k:].reshape(*params.shape[:-1], CHANNELS, 3 * k)
-    log_scale = np.maximum(rest[..., k : 2 * k], losses.LOG_SCALE_MIN)
-    return params[..., :k], rest[..., :k], log_scale, np.tanh(rest[..., 2 * k :])
+    """``unpack`` evaluated to float64 NumPy arrays, for the sampler and the picture."""
+    parts = unpack(np.asarray(params, dtype=np.float32))
+    return tuple(np.asarray(ops.convert_to_numpy(t), dtype=np.float64) for t in parts)
 
 
 def sample(params, rng, num_bins=256):
