@@ -66,6 +66,7 @@ __all__ = [
     "dense_decoder",
     "decoder_output_shape",
     "dense_encoder",
+    "init_log_scales",
 ]
 
 
@@ -103,9 +104,12 @@ def _gaussian_head(h, latent_dim):
 INITIAL_LOG_SCALE = -3.0
 
 
-def _init_log_scales(decoder, likelihood):
-    """Set the output bias of every log-scale to ``INITIAL_LOG_SCALE``: the second half of the channels
-    of a logistic decoder; for a mixture, the second K of each channel's 3K (``pixel_mixture``'s layout)."""
+def init_log_scales(decoder, likelihood):
+    """Set the output bias of every log-scale to ``INITIAL_LOG_SCALE`` and return ``decoder``.
+
+    ``decoder``'s last layer must be named ``logits``. The log-scales are the second half of the channels
+    of a logistic decoder; for a mixture, the second K of each channel's 3K (``pixel_mixture``'s layout).
+    """
     if likelihood == "bernoulli":
         return decoder
     out = decoder.get_layer("logits")
@@ -144,7 +148,7 @@ def dense_decoder(latent_dim, output_shape, hidden=(500, 500), activation="softp
     for units in reversed(hidden):
         h = layers.Dense(units, activation=activation)(h)
     h = layers.Dense(math.prod(out_shape), name="logits")(h)
-    return _init_log_scales(keras.Model(z, layers.Reshape(out_shape)(h), name="decoder"), likelihood)
+    return init_log_scales(keras.Model(z, layers.Reshape(out_shape)(h), name="decoder"), likelihood)
 
 
 def conv_encoder(input_shape, latent_dim, filters=(32, 64), dense_units=256):
@@ -188,7 +192,7 @@ def conv_decoder(
     for n in filters:
         h = layers.Conv2DTranspose(n, 3, strides=2, padding="same", activation="relu")(h)
     h = layers.Conv2D(channels, 3, padding="same", name="logits")(h)
-    return _init_log_scales(keras.Model(z, layers.Reshape(output_shape)(h), name="decoder"), likelihood)
+    return init_log_scales(keras.Model(z, layers.Reshape(output_shape)(h), name="decoder"), likelihood)
 
 
 def _check_pair(encoder, decoder, likelihood):
