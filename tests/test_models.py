@@ -209,3 +209,16 @@ def test_a_mixture_decoder_needs_rgb_images_and_ten_numbers_per_component():
     logistic = models.conv_decoder(2, (8, 8, 3), filters=(8,), dense_units=16, likelihood="logistic")
     with pytest.raises(ValueError, match="was it built with likelihood='logistic_mixture'"):
         models.VAE(encoder, logistic, likelihood="logistic_mixture")
+
+
+def test_init_log_scales_sets_only_the_log_scales_of_a_hand_built_mixture_head():
+    z = keras.Input((2,))
+    h = keras.layers.Reshape((4, 4, 1))(keras.layers.Dense(16)(z))
+    head = keras.layers.Conv2D(pixel_mixture.num_params(2), 1, name="logits", bias_initializer="ones")(h)
+    decoder = models.init_log_scales(keras.Model(z, head), "logistic_mixture")
+    bias = ops.convert_to_numpy(decoder.get_layer("logits").bias)
+    logits, loc, log_scale, _ = pixel_mixture.unpack(bias[None])
+    assert np.all(ops.convert_to_numpy(log_scale) == models.INITIAL_LOG_SCALE)
+    # the other numbers keep their initial bias of 1 (the coefficients pass through tanh in unpack)
+    assert np.all(ops.convert_to_numpy(logits) == 1) and np.all(ops.convert_to_numpy(loc) == 1)
+    assert models.init_log_scales(decoder, "bernoulli") is decoder
