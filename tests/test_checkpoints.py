@@ -71,7 +71,10 @@ def test_a_new_config_starts_afresh_and_a_fresh_run_drops_a_stale_log(tmp_path):
     model, batches, error = _setup()
     model.fit(batches, epochs=2, verbose=0, callbacks=[error, *a.callbacks()])
     a.finish(model)
-    model.fit(batches, epochs=2, verbose=0, callbacks=[error, *a.callbacks()])  # trained again, on purpose
+    log = a.log_path.read_text()
+    assert a.callbacks() == [] and a.log_path.read_text() == log, "a finished run's files must stay"
+    a.done_path.unlink()  # a run that logged its epochs but never finished: the next one starts afresh
+    model.fit(batches, epochs=2, verbose=0, callbacks=[error, *a.callbacks()])
     assert len(a.history()["val_error"]) == 2, "a fresh run must not append to the log of an earlier one"
 
 

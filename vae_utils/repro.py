@@ -322,7 +322,7 @@ class Checkpoints:
         return self.backup_dir.exists()
 
     def callbacks(self) -> list:
-        """The callbacks to pass to ``fit``, after any that add ``monitor`` to the logs."""
+        """The callbacks to pass to ``fit``, after any that add ``monitor`` to the logs (none once complete)."""
         self.directory.mkdir(parents=True, exist_ok=True)
         write_json(self.directory / "config.json", self.config)
         best = None
@@ -333,6 +333,8 @@ class Checkpoints:
             best = (min if self.mode == "min" else max)(values) if values else None
             self.resumed_after_epoch = len(values)
             self.status = f"resumed after epoch {len(values)}"
+        elif self.complete:  # a finished run: its files are the result, and stay as they are
+            return []
         else:  # a fresh run: nothing of an earlier one may leak into its log or its best weights
             for path in (self.log_path, self.best_path, self.done_path):
                 path.unlink(missing_ok=True)
