@@ -194,3 +194,17 @@ def test_the_iwae_estimate_is_the_same_on_jax_as_on_tensorflow(tiny_vae, pattern
     assert result["backend"] == backend
     here = evaluate.iwae_log_likelihood(tiny_vae, patterns, k=300, batch_size=16, samples_per_pass=100)
     np.testing.assert_allclose(result["values"], here, rtol=1e-5)
+
+
+def test_score_reports_the_elbo_of_all_images_and_the_iwae_estimate_of_the_first_ones(tiny_logistic_vae):
+    x = (np.random.default_rng(1).integers(0, 256, size=(12, 2, 2, 1)) / 255).astype("float32")
+    scores = evaluate.score(tiny_logistic_vae, x, k=20, n_iwae=5, seed=3)
+    elbo = evaluate.elbo(tiny_logistic_vae, x, batch_size=200, seed=3)
+    log_px = evaluate.iwae_log_likelihood(tiny_logistic_vae, x[:5], k=20, batch_size=10, seed=3)
+    assert scores["n_iwae"] == 5
+    assert scores["test_elbo"] == pytest.approx(elbo.mean())
+    assert scores["test_log_likelihood_iwae"] == pytest.approx(log_px.mean())
+    assert scores["test_bits_per_dim_iwae"] == pytest.approx(-log_px.mean() / (4 * np.log(2)))
+    assert scores["test_bits_per_dim_elbo"] == pytest.approx(-elbo.mean() / (4 * np.log(2)))
+    with pytest.raises(ValueError, match="pixel values in \\[0, 1\\]"):
+        evaluate.score(tiny_logistic_vae, x * 255, k=2)

@@ -322,7 +322,7 @@ class Checkpoints:
         return self.backup_dir.exists()
 
     def callbacks(self) -> list:
-        """The callbacks to pass to ``fit``, after any that add ``monitor`` to the logs (none once complete)."""
+        """The callbacks to pass to ``fit``, after any that add ``monitor`` to the logs; none if complete."""
         self.directory.mkdir(parents=True, exist_ok=True)
         write_json(self.directory / "config.json", self.config)
         best = None

@@ -17,7 +17,7 @@ __all__ = ["cosine_adam", "fit", "steps_per_epoch"]
 
 
 def steps_per_epoch(data, batch_size=None) -> int:
-    """The batches ``fit`` draws per epoch: ``len(data)`` for a ``PyDataset``, else ``ceil(n / batch_size)``."""
+    """Batches per epoch of ``fit``: ``len(data)`` for a ``PyDataset``, else ``ceil(n / batch_size)``."""
     if isinstance(data, keras.utils.PyDataset):
         return len(data)
     if batch_size is None:
