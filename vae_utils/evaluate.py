@@ -171,7 +171,7 @@ def score(model, x, k=100, n_iwae=None, seed=0) -> dict:
     """A generative model's test scores on 8-bit images ``x`` in [0, 1]: the ELBO on all of ``x``, the IWAE
     estimate with ``k`` samples on its first ``n_iwae`` (default all), in nats and in bits per dimension.
 
-    Introduced in ``notebooks/04_vae_faces.ipynb``.
+    Introduced in ``notebooks/02_conv_vae_svhn.ipynb``.
     """
     x = _as_images(x, 1)
     n_iwae = len(x) if n_iwae is None else positive_int("n_iwae", n_iwae)
