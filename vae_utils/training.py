@@ -64,7 +64,7 @@ def fit(
     if batch_size is not None and not isinstance(data, keras.utils.PyDataset):
         fit_kwargs["batch_size"] = batch_size
     if checkpoints is None or not checkpoints.complete:
-        # checkpoints.callbacks() starts a fresh run's files, so it is only called when training happens
+        # a finished training (checkpoints.complete) is only loaded, below
         callbacks = [*callbacks, *(checkpoints.callbacks() if checkpoints else [StopOnNonFinite()])]
         history = model.fit(data, epochs=epochs, callbacks=callbacks, verbose=verbose, **fit_kwargs)
     if checkpoints is not None:
