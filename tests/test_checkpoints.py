@@ -1,5 +1,6 @@
 """Resumable training: an interrupted fit resumes from its last epoch, keeps its best epoch and its log."""
 
+import importlib
 import json
 
 import keras
@@ -139,3 +140,19 @@ def test_a_fit_without_validation_data_keeps_its_best_training_loss_and_logs_no_
     log = ckpt.finish(model)
     assert len(log["loss"]) == 3
     assert not any(key.startswith("val_") for key in log), log.keys()
+
+
+def test_the_code_hash_ignores_docstrings_and_comments_but_not_code(tmp_path, monkeypatch):
+    versions = {
+        "documented": 'class Model:\n    """A docstring."""\n\n'
+        "    def call(self, x):\n        return 2 * x  # why\n",
+        "bare": "class Model:\n    def call(self, x):\n        return 2 * x\n",
+        "changed": "class Model:\n    def call(self, x):\n        return 3 * x\n",
+    }
+    for name, source in versions.items():
+        (tmp_path / f"model_{name}.py").write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    documented, bare, changed = (importlib.import_module(f"model_{name}").Model for name in versions)
+    assert repro.code_version(documented) == repro.code_version(bare)
+    assert repro.code_version(documented.call) == repro.code_version(bare.call)
+    assert repro.code_version(changed) != repro.code_version(bare)

@@ -14,6 +14,8 @@ import math
 import numpy as np
 from keras import ops
 
+from .checks import positive_int
+
 __all__ = [
     "bernoulli_log_likelihood",
     "discretized_logistic_log_likelihood",
@@ -70,11 +72,6 @@ def standard_normal_log_density(z):
     return -0.5 * ops.sum(_LOG_2PI + ops.square(z), axis=-1)
 
 
-def _check_num_bins(num_bins):
-    if isinstance(num_bins, bool) or not isinstance(num_bins, int | np.integer) or num_bins < 2:
-        raise ValueError(f"num_bins must be an integer >= 2 (256 for 8-bit images), found {num_bins!r}")
-
-
 def _log_one_minus_exp_neg(d, log_d):
     """``log(1 - exp(-d))`` for ``d > 0`` given both ``d`` and ``log d`` (so tiny ``d`` never underflows).
 
@@ -108,7 +105,7 @@ def discretized_logistic_log_likelihood(x, loc, log_scale, num_bins=256):
     still approach 1) and keeps ``exp(-log_scale)`` far from overflow. ``x`` is assumed to lie on the
     grid (not checked); ``loc`` and ``log_scale`` broadcast against it.
     """
-    _check_num_bins(num_bins)
+    positive_int("num_bins", num_bins, minimum=2)  # 256 for 8-bit images
     x = ops.cast(x, loc.dtype)
     log_scale = ops.maximum(ops.cast(log_scale, loc.dtype) + ops.zeros_like(loc), LOG_SCALE_MIN)
     half_bin = 0.5 / (num_bins - 1)
@@ -133,7 +130,7 @@ def sample_discretized_logistic(loc, log_scale, rng, num_bins=256):
     with the same lower bound on ``log_scale``. ``loc`` and ``log_scale`` broadcast; ``rng`` is a
     ``numpy.random.Generator`` (or a seed for one).
     """
-    _check_num_bins(num_bins)
+    positive_int("num_bins", num_bins, minimum=2)  # 256 for 8-bit images
     loc = np.asarray(loc, dtype=np.float64)
     log_scale = np.maximum(np.asarray(log_scale, dtype=np.float64), LOG_SCALE_MIN)
     shape = np.broadcast_shapes(loc.shape, log_scale.shape)
