@@ -27,7 +27,9 @@ __all__ = [
 ]
 
 _LOG_2PI = math.log(2.0 * math.pi)
-LOG_SCALE_MIN = -7.0  # the discretized logistic's lower bound on log_scale (as in PixelCNN++)
+# the discretized logistic's lower bound on log_scale, as in PixelCNN++: a scale of about a quarter of a
+# bin, which caps an interior value's probability near 0.79 (256 bins) and keeps exp(-log_scale) finite
+LOG_SCALE_MIN = -7.0
 
 
 def sum_per_example(values):
@@ -38,30 +40,18 @@ def sum_per_example(values):
 
 
 def gaussian_kl(z_mean, z_log_var):
-    """KL( N(z_mean, exp(z_log_var)) || N(0, I) ), summed over latent dimensions.
-
-    The closed form for a diagonal Gaussian against the standard normal prior:
-    ``-1/2 * sum(1 + log_var - mean**2 - exp(log_var))``.
-    """
+    """KL( N(z_mean, exp(z_log_var)) || N(0, I) ), summed over latent dimensions: ``(batch,)``."""
     return -0.5 * ops.sum(1.0 + z_log_var - ops.square(z_mean) - ops.exp(z_log_var), axis=-1)
 
 
 def bernoulli_log_likelihood(x, logits):
-    """log p(x | logits) for binary ``x`` under independent Bernoulli pixels.
-
-    ``log p = x * logits - softplus(logits)``, which equals ``x log s + (1 - x) log(1 - s)`` with
-    ``s = sigmoid(logits)`` but never takes the log of a rounded-to-zero probability.
-    """
+    """log p(x | logits) for binary ``x`` under independent Bernoulli pixels, as ``x * logits - softplus``."""
     x = ops.cast(x, logits.dtype)
     return sum_per_example(x * logits - ops.softplus(logits))
 
 
 def gaussian_log_likelihood(x, mean, log_var):
-    """log N(x | mean, exp(log_var)) for a diagonal Gaussian, summed over non-batch axes.
-
-    ``mean`` and ``log_var`` broadcast against ``x``; parameterising by the log-variance keeps the
-    density finite for any real input.
-    """
+    """log N(x | mean, exp(log_var)), summed over non-batch axes; ``mean`` and ``log_var`` broadcast."""
     x = ops.cast(x, mean.dtype)
     log_var = ops.cast(log_var, mean.dtype) + ops.zeros_like(mean)
     return sum_per_example(-0.5 * (_LOG_2PI + log_var + ops.square(x - mean) * ops.exp(-log_var)))
@@ -85,25 +75,12 @@ def _log_one_minus_exp_neg(d, log_d):
 
 
 def discretized_logistic_log_likelihood(x, loc, log_scale, num_bins=256):
-    """log P(x) of images quantised to ``num_bins`` levels in [0, 1], summed over non-batch axes.
+    """log P(x) of images on the grid ``k / (num_bins - 1)`` in [0, 1], summed over non-batch axes.
 
-    ``x`` takes the values ``k / (num_bins - 1)``; each owns the bin ``[x - h, x + h]`` of a logistic
-    with location ``loc`` and scale ``s = exp(log_scale)``, ``h = 1 / (2 (num_bins - 1))``, except that
-    the bin of 0 extends to -inf and that of 1 to +inf, so the ``num_bins`` probabilities sum to exactly
-    1 and bits per dimension are those of a proper discrete distribution:
-    ``P(x) = sigmoid(a) - sigmoid(b)`` with ``a = (x + h - loc) / s`` and ``b = (x - h - loc) / s``.
-
-    The difference is computed without cancellation (and without the usual switch to the density when
-    it rounds to zero) through the identity
-    ``sigmoid(a) - sigmoid(b) = sigmoid(a) * sigmoid(-b) * (1 - exp(b - a))``, so
-    ``log P = -softplus(-a) - softplus(b) + log(-expm1(b - a))``; the edge bins are
-    ``log sigmoid(a) = -softplus(-a)`` (x = 0) and ``log(1 - sigmoid(b)) = -softplus(b)`` (x = 1).
-    Each branch is finite for any ``loc`` and ``log_scale``, so the unselected one cannot put a NaN in
-    the gradient. ``log_scale`` is clamped below at ``LOG_SCALE_MIN = -7`` (as in PixelCNN++; its
-    gradient is zero below it): a scale of about a quarter of a bin, which caps the probability of an
-    interior value at ``tanh(exp(7) / (4 (num_bins - 1))) ~ 0.79`` for 256 bins (the edge values can
-    still approach 1) and keeps ``exp(-log_scale)`` far from overflow. ``x`` is assumed to lie on the
-    grid (not checked); ``loc`` and ``log_scale`` broadcast against it.
+    Each value owns the bin ``[x - h, x + h]`` of a logistic with location ``loc`` and scale
+    ``exp(log_scale)`` (the edge bins reach to -inf and +inf), computed without cancellation; derived in
+    ``notebooks/02_conv_vae_svhn.ipynb``. ``log_scale`` is clamped below at ``LOG_SCALE_MIN``, as in
+    PixelCNN++. ``x`` is assumed on the grid (not checked); ``loc`` and ``log_scale`` broadcast against it.
     """
     positive_int("num_bins", num_bins, minimum=2)  # 256 for 8-bit images
     x = ops.cast(x, loc.dtype)
@@ -125,10 +102,8 @@ def discretized_logistic_log_likelihood(x, loc, log_scale, num_bins=256):
 def sample_discretized_logistic(loc, log_scale, rng, num_bins=256):
     """Draw images on the grid ``k / (num_bins - 1)`` from the discretized logistic (NumPy, float32).
 
-    Inverse CDF of the logistic, ``loc + s * (log u - log(1 - u))`` with ``u ~ U(0, 1)``, rounded to the
-    nearest grid value and clipped to [0, 1]: exactly the bins of ``discretized_logistic_log_likelihood``,
-    with the same lower bound on ``log_scale``. ``loc`` and ``log_scale`` broadcast; ``rng`` is a
-    ``numpy.random.Generator`` (or a seed for one).
+    The logistic's inverse CDF, rounded to the grid and clipped to [0, 1]: the bins of
+    ``discretized_logistic_log_likelihood``. ``rng`` is a ``numpy.random.Generator`` or a seed.
     """
     positive_int("num_bins", num_bins, minimum=2)  # 256 for 8-bit images
     loc = np.asarray(loc, dtype=np.float64)

@@ -275,11 +275,9 @@ class SemiSupervisedVAE(keras.Model):
         """Predicted labels ``argmax_y q(y|x)`` (NumPy integers, ``(n,)``)."""
         batch_size = positive_int("batch_size", batch_size)
         x = np.asarray(x, dtype="float32")
-        out = [
-            np.argmax(ops.convert_to_numpy(self.classifier(x[i : i + batch_size])), axis=-1)
-            for i in range(0, len(x), batch_size)
-        ]
-        return np.concatenate(out) if out else np.zeros((0,), dtype=np.int64)
+        if not len(x):
+            return np.zeros((0,), dtype=np.int64)
+        return np.argmax(self.classifier.predict(x, batch_size=batch_size, verbose=0), axis=-1)
 
     def get_config(self):
         return {

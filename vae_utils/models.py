@@ -280,20 +280,12 @@ class VAE(keras.Model):
 
     def decode(self, z, batch_size=500):
         """Decode codes ``z`` (NumPy, ``(n, latent_dim)``) to images in [0, 1] (NumPy)."""
-        z = np.asarray(z, dtype="float32")
-        out = [
-            ops.convert_to_numpy(self.mean_image(self.decoder(z[i : i + batch_size])))
-            for i in range(0, len(z), batch_size)
-        ]
-        return np.concatenate(out)
+        params = self.decoder.predict(np.asarray(z, dtype="float32"), batch_size=batch_size, verbose=0)
+        return ops.convert_to_numpy(self.mean_image(params))
 
     def encode(self, x, batch_size=500):
         """The posterior means of ``x`` (NumPy): the codes used for plots and interpolation."""
-        x = np.asarray(x, dtype="float32")
-        out = [
-            ops.convert_to_numpy(self.encoder(x[i : i + batch_size])[0]) for i in range(0, len(x), batch_size)
-        ]
-        return np.concatenate(out)
+        return self.encoder.predict(np.asarray(x, dtype="float32"), batch_size=batch_size, verbose=0)[0]
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         reconstruction = -ops.mean(self.log_likelihood(x, y_pred["logits"]))

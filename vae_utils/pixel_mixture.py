@@ -1,23 +1,10 @@
 """The PixelCNN++ likelihood of an RGB pixel: a mixture of discretised logistics with coupled channels.
 
-Salimans et al. (2017), as their code (``openai/pixel-cnn``, ``discretized_mix_logistic_loss``) computes
-it. Each pixel has ``K`` components; component ``k`` has a weight ``pi_k = softmax(logits)_k`` and, per
-channel, a location and a log-scale. Green's location moves linearly with the observed red value and
-blue's with red and green, so one component models correlated colour noise:
-
-    mu_R = m_R,    mu_G = m_G + alpha x_R,    mu_B = m_B + beta x_R + gamma x_G,
-
-``alpha, beta, gamma = tanh(coefficients)``. Then
-
-    P(x_R, x_G, x_B) = sum_k pi_k P_k(x_R) P_k(x_G | x_R) P_k(x_B | x_R, x_G),
-
-each factor a discretised logistic (``losses.discretized_logistic_log_likelihood``), so each conditional
-sums to 1 over its values and so does the whole. Values are ``k / (num_bins - 1)`` in [0, 1] (PixelCNN++
-uses [-1, 1]: the same model, with locations shifted and scaled; the coefficients are unchanged).
-
-Layout of the decoder's last axis, ``10 K`` numbers per pixel (as in PixelCNN++): ``K`` mixture logits,
-then ``3 x 3K``: for each channel, ``K`` locations, ``K`` log-scales and ``K`` coefficients (the
-coefficient rows are alpha, beta, gamma). Introduced in ``notebooks/03_cifar_horse_car_interpolation.ipynb``.
+Salimans et al. (2017), as ``discretized_mix_logistic_loss`` in ``openai/pixel-cnn`` computes it, on
+values ``k / (num_bins - 1)`` in [0, 1]: green's location moves with the observed red value and blue's
+with red and green. The decoder's last axis holds ``10 K`` numbers per pixel: ``K`` mixture logits, then
+for each channel ``K`` locations, ``K`` log-scales and ``K`` coefficients. Derived and written out in
+``notebooks/03_cifar_horse_car_interpolation.ipynb``.
 """
 
 from __future__ import annotations
