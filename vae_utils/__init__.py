@@ -3,7 +3,8 @@
 ``data`` (datasets, binarisation, label splits), ``models`` (sampling layer, encoders, decoders, the
 VAE), ``m2`` (Kingma et al.'s semi-supervised M2: its networks, objective and batches), ``losses``
 (log-likelihoods, KL), ``pixel_mixture`` (PixelCNN++'s mixture of discretised logistics for RGB
-pixels), ``evaluate`` (ELBO, IWAE estimate, bits/dim), ``latent`` (interpolation and traversal in
+pixels), ``training`` (compile and fit with the cosine Adam, a stop on divergence, checkpoints),
+``evaluate`` (ELBO, IWAE estimate, bits/dim), ``latent`` (interpolation and traversal in
 latent space), ``plotting`` (figures), ``repro`` (seeding, metrics, figures and checkpoints of a run),
 ``run`` (the papermill runner), ``compare`` (the semi-supervised table) and ``checks`` (argument
 checks).
