@@ -108,6 +108,7 @@ def elbo(model, x, batch_size=500, seed=0):
 
     ``ELBO(x) = log p(x|z) - KL(q(z|x) || p(z))`` with ``z ~ q(z|x)`` drawn once (as in training)
     and the KL in closed form.
+    Introduced in notebook 01.
     """
     x = _as_images(x, batch_size)
     rng = np.random.default_rng(seed)
@@ -130,6 +131,7 @@ def iwae_log_likelihood(model, x, k=5000, batch_size=20, samples_per_pass=500, s
     passes of ``samples_per_pass`` for ``batch_size`` examples at a time and combined with a running
     log-sum-exp, so memory is bounded by ``batch_size * samples_per_pass`` decoded images, whatever
     ``k``. Returns one estimate per example, shape ``(n,)``, in nats.
+    Introduced in notebook 01.
     """
     x = _as_images(x, batch_size)
     k, samples_per_pass = positive_int("k", k), positive_int("samples_per_pass", samples_per_pass)
@@ -156,6 +158,7 @@ def bits_per_dim(log_likelihood, num_dims):
     Meaningful only for a proper discrete likelihood (a probability mass, as the Bernoulli on binary
     pixels and the discretised logistic on 8-bit pixels are); ``num_dims`` is the number of modelled
     values per example (784 for MNIST, 32 * 32 * 3 = 3072 for a CIFAR-10 or SVHN image).
+    Introduced in notebook 01.
     """
     num_dims = positive_int("num_dims", num_dims)
     log_likelihood = np.asarray(log_likelihood, dtype=np.float64)
@@ -171,7 +174,7 @@ def score(model, x, k=100, n_iwae=None, seed=0) -> dict:
     """A generative model's test scores on 8-bit images ``x`` in [0, 1]: the ELBO on all of ``x``, the IWAE
     estimate with ``k`` samples on its first ``n_iwae`` (default all), in nats and in bits per dimension.
 
-    Introduced in ``notebooks/02_conv_vae_svhn.ipynb``.
+    Written out in notebook 02.
     """
     x = _as_images(x, 1)
     n_iwae = len(x) if n_iwae is None else positive_int("n_iwae", n_iwae)
@@ -194,6 +197,7 @@ def accuracy(model, x, y, batch_size=500):
     Predictions come from ``model.classify(x, batch_size=...)`` if the model has it (a
     ``m2.SemiSupervisedVAE``: ``argmax_y q(y|x)``), else from the argmax of ``model.predict(x)``.
     ``y`` holds integer labels ``(n,)`` or one-hot rows ``(n, K)``.
+    Introduced in notebook 06.
     """
     x = _as_batch(x, batch_size)
     y = np.asarray(y)
@@ -218,6 +222,7 @@ class ClassificationError(keras.callbacks.Callback):
 
     Put it first in ``callbacks`` so that the callbacks after it (``EarlyStopping``, ``ModelCheckpoint``,
     ``CSVLogger``, the ``History`` that ``fit`` returns) see the value. Predictions as in ``accuracy``.
+    Introduced in notebook 06.
     """
 
     def __init__(self, x, y, name="val_error", batch_size=500):

@@ -37,6 +37,7 @@ def lerp(z0, z1, n):
     """``n`` codes evenly spaced on the segment from ``z0`` to ``z1``, both ends included: ``(n, d)``.
 
     ``z(t) = (1 - t) z0 + t z1`` for ``t = 0, 1/(n-1), ..., 1``.
+    Written out in notebook 03.
     """
     z0, z1 = _codes(("z0", "z1"), (z0, z1))
     t = _steps(n)[:, None]
@@ -47,7 +48,7 @@ def slerp(z0, z1, n, tol=1e-6):
     """``n`` codes on the spherical path from ``z0`` to ``z1`` (Shoemake, 1985), both ends included.
 
     Returns ``lerp`` when the codes are parallel or antiparallel within ``tol`` radians, or one is zero.
-    Why slerp suits a Gaussian prior: ``notebooks/03_cifar_horse_car_interpolation.ipynb``.
+    Written out in notebook 03, which shows why slerp suits a Gaussian prior.
     """
     z0, z1 = _codes(("z0", "z1"), (z0, z1))
     t = _steps(n)[:, None]
@@ -68,6 +69,7 @@ def bilinear(z_top_left, z_top_right, z_bottom_left, z_bottom_right, n_rows, n_c
 
     ``z(s, t) = (1-s)(1-t) z_tl + (1-s) t z_tr + s (1-t) z_bl + s t z_br`` with ``s`` going down the
     rows and ``t`` across the columns, each from 0 to 1; the edges are ``lerp`` between two corners.
+    Introduced in notebook 03.
     """
     names = ("z_top_left", "z_top_right", "z_bottom_left", "z_bottom_right")
     tl, tr, bl, br = _codes(names, (z_top_left, z_top_right, z_bottom_left, z_bottom_right))
@@ -78,7 +80,7 @@ def bilinear(z_top_left, z_top_right, z_bottom_left, z_bottom_right, n_rows, n_c
 
 
 def traverse(z, dim, values):
-    """Copies of ``z``, one per value, with coordinate ``dim`` set to that value: ``(len(values), d)``."""
+    """Copies of ``z``, coordinate ``dim`` set to each value in turn. Introduced in notebook 02."""
     z = _code(z, "z")
     values = np.asarray(values, dtype=np.float64)
     if values.ndim != 1:

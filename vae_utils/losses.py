@@ -33,32 +33,32 @@ LOG_SCALE_MIN = -7.0
 
 
 def sum_per_example(values):
-    """Sum over every axis but the first: ``(batch, ...) -> (batch,)``."""
+    """Sum over every axis but the first: ``(batch, ...) -> (batch,)``. Introduced in notebook 01."""
     if len(values.shape) == 1:
         return values
     return ops.sum(values, axis=tuple(range(1, len(values.shape))))
 
 
 def gaussian_kl(z_mean, z_log_var):
-    """KL( N(z_mean, exp(z_log_var)) || N(0, I) ), summed over latent dimensions: ``(batch,)``."""
+    """KL( N(z_mean, exp(z_log_var)) || N(0, I) ), summed over the latent axis. Written out in notebook 01."""
     return -0.5 * ops.sum(1.0 + z_log_var - ops.square(z_mean) - ops.exp(z_log_var), axis=-1)
 
 
 def bernoulli_log_likelihood(x, logits):
-    """log p(x | logits) for binary ``x`` under independent Bernoulli pixels, as ``x * logits - softplus``."""
+    """log p(x | logits) of binary ``x``: ``x * logits - softplus`` per pixel. Written out in notebook 01."""
     x = ops.cast(x, logits.dtype)
     return sum_per_example(x * logits - ops.softplus(logits))
 
 
 def gaussian_log_likelihood(x, mean, log_var):
-    """log N(x | mean, exp(log_var)), summed over non-batch axes; ``mean`` and ``log_var`` broadcast."""
+    """log N(x | mean, exp(log_var)), summed over non-batch axes, broadcast. Introduced in notebook 06."""
     x = ops.cast(x, mean.dtype)
     log_var = ops.cast(log_var, mean.dtype) + ops.zeros_like(mean)
     return sum_per_example(-0.5 * (_LOG_2PI + log_var + ops.square(x - mean) * ops.exp(-log_var)))
 
 
 def standard_normal_log_density(z):
-    """log N(z | 0, I), summed over the last axis: the VAE's prior density."""
+    """log N(z | 0, I), summed over the last axis: the VAE's prior density. Introduced in notebook 01."""
     return -0.5 * ops.sum(_LOG_2PI + ops.square(z), axis=-1)
 
 
@@ -78,9 +78,9 @@ def discretized_logistic_log_likelihood(x, loc, log_scale, num_bins=256):
     """log P(x) of images on the grid ``k / (num_bins - 1)`` in [0, 1], summed over non-batch axes.
 
     Each value owns the bin ``[x - h, x + h]`` of a logistic with location ``loc`` and scale
-    ``exp(log_scale)`` (the edge bins reach to -inf and +inf), computed without cancellation; derived in
-    ``notebooks/02_conv_vae_svhn.ipynb``. ``log_scale`` is clamped below at ``LOG_SCALE_MIN``, as in
-    PixelCNN++. ``x`` is assumed on the grid (not checked); ``loc`` and ``log_scale`` broadcast against it.
+    ``exp(log_scale)`` (the edge bins reach to -inf and +inf), computed without cancellation.
+    ``log_scale`` is clamped below at ``LOG_SCALE_MIN``, as in PixelCNN++. ``x`` is assumed on the grid
+    (not checked); ``loc`` and ``log_scale`` broadcast against it. Derived and written out in notebook 02.
     """
     positive_int("num_bins", num_bins, minimum=2)  # 256 for 8-bit images
     x = ops.cast(x, loc.dtype)
@@ -104,6 +104,7 @@ def sample_discretized_logistic(loc, log_scale, rng, num_bins=256):
 
     The logistic's inverse CDF, rounded to the grid and clipped to [0, 1]: the bins of
     ``discretized_logistic_log_likelihood``. ``rng`` is a ``numpy.random.Generator`` or a seed.
+    Introduced in notebook 02.
     """
     positive_int("num_bins", num_bins, minimum=2)  # 256 for 8-bit images
     loc = np.asarray(loc, dtype=np.float64)

@@ -46,7 +46,7 @@ def _gaussian_head(h, latent_dim):
 
 
 def decoder_output_shape(output_shape, likelihood="bernoulli"):
-    """``output_shape`` for ``bernoulli``; ``(..., 2d)`` (means, then log-variances) for ``gaussian``."""
+    """``output_shape`` (bernoulli); ``(..., 2d)``, means and log-variances. Introduced in notebook 06."""
     _check_likelihood(likelihood)
     output_shape = tuple(output_shape)
     if likelihood == "bernoulli":
@@ -55,7 +55,7 @@ def decoder_output_shape(output_shape, likelihood="bernoulli"):
 
 
 def classifier(input_shape, n_classes, hidden=(500,), activation="softplus"):
-    """q(y|x): an MLP from inputs of ``input_shape`` to ``n_classes`` logits."""
+    """q(y|x): an MLP from inputs of ``input_shape`` to ``n_classes`` logits. Introduced in notebook 06."""
     n_classes = positive_int("n_classes", n_classes, minimum=2)
     x = keras.Input(shape=tuple(input_shape), name="x")
     h = layers.Flatten()(x)
@@ -65,7 +65,7 @@ def classifier(input_shape, n_classes, hidden=(500,), activation="softplus"):
 
 
 def encoder(input_shape, n_classes, latent_dim, hidden=(500,), activation="softplus"):
-    """q(z|x,y): an MLP from ``[x, y_onehot]`` to ``[z_mean, z_log_var]``."""
+    """q(z|x,y): an MLP from ``[x, y_onehot]`` to ``[z_mean, z_log_var]``. Introduced in notebook 06."""
     n_classes = positive_int("n_classes", n_classes, minimum=2)
     x = keras.Input(shape=tuple(input_shape), name="x")
     y = keras.Input(shape=(n_classes,), name="y_onehot")
@@ -78,7 +78,10 @@ def encoder(input_shape, n_classes, latent_dim, hidden=(500,), activation="softp
 def decoder(
     latent_dim, n_classes, output_shape, hidden=(500,), activation="softplus", likelihood="bernoulli"
 ):
-    """p(x|y,z): an MLP from ``[z, y_onehot]`` to ``decoder_output_shape(output_shape, likelihood)``."""
+    """p(x|y,z): an MLP from ``[z, y_onehot]`` to ``decoder_output_shape(output_shape, likelihood)``.
+
+    Introduced in notebook 06.
+    """
     n_classes = positive_int("n_classes", n_classes, minimum=2)
     out_shape = decoder_output_shape(output_shape, likelihood)
     z = keras.Input(shape=(latent_dim,), name="z")
@@ -110,6 +113,7 @@ class SemiSupervisedVAE(keras.Model):
 
     ``fit`` takes dict batches with the keys ``SEMI_SUPERVISED_KEYS`` (``SemiSupervisedBatches``);
     ``call(x)`` on an array returns the classifier's logits and ``classify(x)`` the predicted labels.
+    Written out in notebook 06.
     """
 
     def __init__(
@@ -303,7 +307,7 @@ class SemiSupervisedVAE(keras.Model):
 
 
 def sample_gaussian(stats: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """One draw ``mean + exp(0.5 log_var) eps`` per row of ``stats = [mean, log_var]`` (last axis, ``2d``)."""
+    """A draw ``mean + exp(0.5 log_var) eps`` per row of ``[mean, log_var]``. Introduced in notebook 06."""
     stats = np.asarray(stats, dtype=np.float32)
     if stats.ndim < 1 or stats.shape[-1] % 2:
         raise ValueError(
@@ -323,6 +327,7 @@ class SemiSupervisedBatches(keras.utils.PyDataset):
     200). Images are binarised afresh at every draw (``binarize=True``), or passed through
     ``transform(x, rng)`` (M1+M2: ``sample_gaussian``, a new ``z1 ~ q(z1|x)`` at every draw).
     Batches are dicts with the keys ``SEMI_SUPERVISED_KEYS``; labels are one-hot ``float32``.
+    Introduced in notebook 06.
     """
 
     def __init__(

@@ -36,6 +36,7 @@ def decoder_output_shape(image_shape, likelihood="bernoulli", components=MIXTURE
     decoder outputs a location and a log-scale per sub-pixel, stacked on the channel axis: images must
     then have a channel axis, ``(h, w, c)``, and the output is ``(h, w, 2c)``. A mixture decoder
     outputs ``10 * components`` numbers per pixel of an RGB image: ``(h, w, 10 components)``.
+    Introduced in notebook 02.
     """
     _check_likelihood(likelihood)
     image_shape = tuple(image_shape)
@@ -76,6 +77,7 @@ class Sampling(layers.Layer):
 
     The reparameterisation trick: the randomness lives in ``eps``, so gradients flow through
     ``z_mean`` and ``z_log_var``. ``exp(0.5 * log_var)`` is the standard deviation.
+    Written out in notebook 01.
     """
 
     def __init__(self, seed=None, **kwargs):
@@ -109,6 +111,7 @@ def init_log_scales(decoder, likelihood):
 
     ``decoder``'s last layer must be named ``logits``. The log-scales are the second half of the channels
     of a logistic decoder; for a mixture, the second K of each channel's 3K (``pixel_mixture``'s layout).
+    Introduced in notebook 03.
     """
     if likelihood == "bernoulli":
         return decoder
@@ -128,7 +131,7 @@ def init_log_scales(decoder, likelihood):
 
 
 def dense_encoder(input_shape, latent_dim, hidden=(500, 500), activation="softplus"):
-    """q(z|x): an MLP from images of ``input_shape`` to ``[z_mean, z_log_var]``."""
+    """q(z|x): an MLP from images of ``input_shape`` to ``[z_mean, z_log_var]``. Introduced in notebook 01."""
     x = keras.Input(shape=tuple(input_shape), name="x")
     h = layers.Flatten()(x)
     for units in hidden:
@@ -141,6 +144,7 @@ def dense_decoder(latent_dim, output_shape, hidden=(500, 500), activation="softp
 
     The output has ``decoder_output_shape(output_shape, likelihood)``: logits for ``bernoulli``,
     locations and log-scales for ``logistic``.
+    Introduced in notebook 01.
     """
     out_shape = decoder_output_shape(output_shape, likelihood)
     z = keras.Input(shape=(latent_dim,), name="z")
@@ -152,7 +156,7 @@ def dense_decoder(latent_dim, output_shape, hidden=(500, 500), activation="softp
 
 
 def conv_encoder(input_shape, latent_dim, filters=(32, 64), dense_units=256):
-    """q(z|x): strided 3x3 convolutions (each halves the image) then a dense layer."""
+    """q(z|x): strided 3x3 convolutions (each halves the image), a dense layer. Written out in notebook 02."""
     input_shape = tuple(input_shape)
     if len(input_shape) == 2:
         input_shape = (*input_shape, 1)
@@ -175,6 +179,7 @@ def conv_decoder(
     """p(x|z): the mirror of ``conv_encoder``, ending in the per-pixel parameters of ``likelihood``.
 
     The output has ``decoder_output_shape(output_shape, likelihood, components)``.
+    Written out in notebook 02.
     """
     output_shape = decoder_output_shape(output_shape, likelihood, components)
     height, width = output_shape[:2]
@@ -238,6 +243,7 @@ class VAE(keras.Model):
     ``fit`` and ``evaluate`` report them separately. Train with ``model.compile(optimizer=...)`` and
     ``model.fit(x)``: no labels, no loss argument. ``likelihood`` is one of ``LIKELIHOODS``; the
     decoder must have been built for it (``dense_decoder(..., likelihood=...)``).
+    Written out in notebook 01.
     """
 
     def __init__(self, encoder, decoder, seed=None, likelihood="bernoulli", **kwargs):

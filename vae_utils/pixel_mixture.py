@@ -21,7 +21,7 @@ CHANNELS = 3
 
 
 def num_params(n_components: int) -> int:
-    """Numbers per pixel the decoder outputs for ``n_components`` components: ``10 * n_components``."""
+    """Numbers per pixel the decoder outputs for ``n_components``: ``10 K``. Introduced in notebook 03."""
     return positive_int("n_components", n_components) * (1 + 3 * CHANNELS)
 
 
@@ -33,7 +33,7 @@ def _components(params) -> int:
 
 
 def unpack(params):
-    """``(..., 10K)`` -> logits ``(..., K)``, locations, log-scales, tanh coefficients ``(..., 3, K)``."""
+    """``(..., 10K)`` -> logits ``(..., K)``, locations, scales, coefficients. Introduced in notebook 03."""
     k = _components(params)
     logits = params[..., :k]
     rest = ops.reshape(params[..., k:], (*ops.shape(params)[:-1], CHANNELS, 3 * k))
@@ -58,6 +58,7 @@ def log_likelihood(x, params, num_bins=256):
     """log P(x) of RGB images ``x`` ``(batch, H, W, 3)`` on the grid ``k / (num_bins - 1)``: ``(batch,)``.
 
     ``params`` ``(batch, H, W, 10K)`` is the decoder's output in the layout of the module docstring.
+    Written out in notebook 03.
     """
     if x.shape[-1] != CHANNELS:
         raise ValueError(f"x must be RGB images (..., {CHANNELS}), found shape {tuple(x.shape)}")
@@ -87,6 +88,7 @@ def sample(params, rng, num_bins=256):
     A component per pixel from ``softmax(logits)``, then red, green and blue in turn, each from its
     discretised logistic (``losses.sample_discretized_logistic``) with the location coupled to the values
     already drawn: exactly the distribution ``log_likelihood`` scores.
+    Introduced in notebook 03.
     """
     rng = np.random.default_rng(rng)
     logits, loc, log_scale, coeffs = _numpy_parts(params)
@@ -104,7 +106,9 @@ def sample(params, rng, num_bins=256):
 
 def mean_image(params):
     """A picture of the model's prediction (NumPy): each pixel the location of its most probable
-    component, green and blue coupled to the red and green so obtained, clipped to [0, 1]."""
+    component, green and blue coupled to the red and green so obtained, clipped to [0, 1].
+    Introduced in notebook 03.
+    """
     logits, loc, _, coeffs = _numpy_parts(params)
     pick = np.argmax(logits, axis=-1)[..., None, None]
     loc, coeffs = (np.take_along_axis(t, pick, axis=-1)[..., 0] for t in (loc, coeffs))

@@ -61,7 +61,7 @@ def _check_labels(labels, count, what):
 
 
 def image_grid(images, n_cols=10, titles=None, scale=1.0, suptitle=None):
-    """Show a batch of grey or RGB images in a grid of ``n_cols`` columns, one panel per image."""
+    """Grey or RGB images in a grid of ``n_cols`` columns, one panel each. Introduced in notebook 01."""
     images = _as_images(images)
     n_cols = positive_int("n_cols", n_cols)
     if len(images) == 0:
@@ -81,7 +81,7 @@ def image_grid(images, n_cols=10, titles=None, scale=1.0, suptitle=None):
 
 
 def reconstructions(x, x_reconstructed, n=10):
-    """Originals (top row, labelled "input") above their reconstructions (bottom row)."""
+    """Originals (top row, "input") above their reconstructions. Introduced in notebook 01."""
     x, x_reconstructed = _as_images(x)[:n], _as_images(x_reconstructed)[:n]
     if x.shape != x_reconstructed.shape:
         raise ValueError(f"originals {x.shape} and reconstructions {x_reconstructed.shape} differ in shape")
@@ -94,6 +94,7 @@ def interpolation_grid(images, row_labels=None, col_labels=None, scale=1.0, titl
     One row per interpolation method (lerp, slerp, in pixel space...), or a 2-D grid of decoded codes
     whose corners are real images. Row labels are written to the left of each row, column labels
     above the first row.
+    Introduced in notebook 02.
     """
     images = _as_images(images, batch_axes=2)
     n_rows, n_cols = images.shape[:2]
@@ -120,6 +121,7 @@ def latent_traversal(decode, z, dims, values, image_shape, scale=1.0):
     Row ``i`` shows ``decode`` of ``z`` with ``z[dims[i]]`` set to each value in turn (labelled
     ``z_<dim>``), the columns are labelled with the values. ``decode`` maps float32 codes ``(m, d)`` to
     images of ``image_shape`` with values in [0, 1]; it is called once, with all the codes.
+    Introduced in notebook 02.
     """
     dims, values = list(dims), np.asarray(values, dtype=np.float64)
     if not dims:
@@ -143,6 +145,7 @@ def latent_manifold(decode, n=20, image_shape=(28, 28), scale=0.5):
     The grid points are quantiles of the standard normal prior (``norm.ppf`` of evenly spaced
     probabilities), as in Kingma & Welling (2014), Fig. 4: equal areas of prior mass per image.
     ``decode`` maps an array of shape ``(m, 2)`` to images of ``image_shape`` with values in [0, 1].
+    Introduced in notebook 01.
     """
     quantiles = norm.ppf(np.linspace(0.5 / n, 1 - 0.5 / n, n))
     z1, z2 = np.meshgrid(quantiles, quantiles[::-1])  # z2 grows upwards, as on a plot's y axis
@@ -162,7 +165,7 @@ def latent_manifold(decode, n=20, image_shape=(28, 28), scale=0.5):
 
 
 def latent_scatter(z, labels, max_points=5000, seed=0):
-    """Scatter 2-D latent codes coloured by label (a random subset of ``max_points``)."""
+    """2-D codes coloured by label (a random subset of ``max_points``). Introduced in notebook 01."""
     z = np.asarray(z)
     labels = np.asarray(labels).reshape(-1)
     if z.ndim != 2 or z.shape[1] != 2:
@@ -189,7 +192,7 @@ def latent_scatter(z, labels, max_points=5000, seed=0):
 
 
 def training_curves(history, keys=None):
-    """One panel per metric of a Keras ``History`` (or its ``.history`` dict), with validation."""
+    """A panel per metric of a Keras ``History`` (or its dict), with validation. Introduced in notebook 01."""
     logs = getattr(history, "history", history)
     keys = keys or [k for k in logs if not k.startswith("val_")]
     fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3), squeeze=False)

@@ -17,7 +17,7 @@ __all__ = ["cosine_adam", "fit", "steps_per_epoch"]
 
 
 def steps_per_epoch(data, batch_size=None) -> int:
-    """Batches per epoch of ``fit``: ``len(data)`` for a ``PyDataset``, else ``ceil(n / batch_size)``."""
+    """Batches per epoch: ``len(data)`` or ``ceil(n / batch_size)``. Introduced in notebook 01."""
     if isinstance(data, keras.utils.PyDataset):
         return len(data)
     if batch_size is None:
@@ -27,7 +27,7 @@ def steps_per_epoch(data, batch_size=None) -> int:
 
 
 def cosine_adam(learning_rate: float, total_steps: int, alpha: float = 0.1, **adam) -> keras.optimizers.Adam:
-    """Adam whose learning rate falls from ``learning_rate`` to ``alpha * learning_rate`` along a cosine."""
+    """Adam on a cosine decay, ``learning_rate`` to ``alpha * learning_rate``. Introduced in notebook 01."""
     learning_rate = finite_number("learning_rate", learning_rate, minimum=0.0)
     schedule = keras.optimizers.schedules.CosineDecay(
         learning_rate, decay_steps=positive_int("total_steps", total_steps), alpha=alpha
@@ -56,6 +56,7 @@ def fit(
     ``checkpoints.callbacks()`` if a ``repro.Checkpoints`` is given, else ``repro.StopOnNonFinite``. With
     ``checkpoints``, a finished training is loaded instead of trained again, and the best epoch's weights
     are restored at the end. Other keyword arguments go to ``model.fit``.
+    Introduced in notebook 01.
     """
     epochs = positive_int("epochs", epochs)
     if optimizer is None:
