@@ -17,6 +17,11 @@ measured on, so that they can be quoted:
     compiles once; a one-pass call of the same shapes measures that overhead, which is subtracted from
     the timed call and added back once in the 10,000-image extrapolation.
 
+``iwae`` also times **a plain PyTorch estimator** of the same bound, when PyTorch is installed: the
+dense model's weights copied into tensors, the same batches, passes and NumPy noise, no Keras. It is
+the reference the Keras backends are compared with (the last column of the IWAE table); before it is
+timed, it must agree with ``evaluate.iwae_log_likelihood`` on the same weights and noise.
+
 **The floor.** The parent measures the machine's float32 matrix-multiply rate with NumPy (a 2048 x 2048
 product, best of five) and divides each workload's arithmetic by it: a training step costs about three
 forward passes (the forward pass, and twice its multiply-adds backwards), an IWAE pass one encoder and
@@ -60,6 +65,7 @@ EPOCHS = 3
 MATMUL_SIZE = 2048
 IWAE_BATCH_SIZE = 20  # iwae_log_likelihood's defaults, passed explicitly so the pass count below holds
 IWAE_SAMPLES_PER_PASS = 500
+REFERENCE = "iwae_plain_torch"  # the plain PyTorch IWAE estimator, run once whatever the backends
 PEAK_RSS_LABEL = "peak RSS (process, incl. framework) MiB"
 # Environment variables that change how many threads a framework uses, hence the figures.
 THREAD_VARIABLES = (
@@ -72,7 +78,9 @@ THREAD_VARIABLES = (
 )
 
 
-def benchmark_parser(description: str, workloads, steps: int | None, warmup_steps: int | None, batch: str):
+def benchmark_parser(
+    description: str, workloads, steps: int | None, warmup_steps: int | None, batch: str, hidden_workloads=()
+):
     """The options every benchmark here shares: backends, workloads, timed and warm-up steps (unless
     ``steps`` is None: the benchmark times whole epochs), and the hidden ones by which the parent starts
     a child for one (backend, workload) pair."""
@@ -105,7 +113,7 @@ def benchmark_parser(description: str, workloads, steps: int | None, warmup_step
             help=f"training steps run first, untimed, to compile the train step (default: {warmup_steps})",
         )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--workload", choices=workloads, help=argparse.SUPPRESS)
+    parser.add_argument("--workload", choices=(*workloads, *hidden_workloads), help=argparse.SUPPRESS)
     return parser
 
 
@@ -126,6 +134,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         steps=None,
         warmup_steps=None,
         batch="batch 100",
+        hidden_workloads=(REFERENCE,),
     )
     parser.add_argument(
         "--epochs",
@@ -268,11 +277,87 @@ def time_iwae(model, x_test, images: int, k: int) -> dict:
     }
 
 
+def plain_torch_iwae(vae, x, k: int, seed: int = 0):
+    """``evaluate.iwae_log_likelihood`` of the dense VAE written in plain PyTorch: the speed reference.
+
+    The Keras model's weights are copied into tensors; batches, passes and the NumPy noise are those of
+    ``evaluate``, so the two agree to float32 rounding. Returns one estimate per image, shape ``(n,)``.
+    """
+    import numpy as np
+    import torch
+    from torch.nn.functional import softplus
+
+    def weights(model, names):  # (kernel, bias) of each named Dense layer, as tensors
+        return [tuple(map(torch.from_numpy, model.get_layer(name).get_weights())) for name in names]
+
+    encoder_dense = [layer.name for layer in vae.encoder.layers if layer.name.startswith("dense")]
+    hidden_1, hidden_2, mean, log_var = weights(vae.encoder, [*encoder_dense, "z_mean", "z_log_var"])
+    decoder_dense = [layer.name for layer in vae.decoder.layers if layer.name.startswith("dense")]
+    decoder_1, decoder_2, logits_layer = weights(vae.decoder, [*decoder_dense, "logits"])
+    log_2pi = math.log(2 * math.pi)
+    rng = np.random.default_rng(seed)
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(x), IWAE_BATCH_SIZE):
+            xb = torch.from_numpy(np.asarray(x[start : start + IWAE_BATCH_SIZE], dtype=np.float32))
+            xb = xb.reshape(len(xb), -1)
+            h = softplus(softplus(xb @ hidden_1[0] + hidden_1[1]) @ hidden_2[0] + hidden_2[1])
+            z_mean, z_log_var = h @ mean[0] + mean[1], h @ log_var[0] + log_var[1]
+            total = torch.full((len(xb),), -math.inf, dtype=torch.float64)
+            for done in range(0, k, IWAE_SAMPLES_PER_PASS):
+                shape = (len(xb), min(IWAE_SAMPLES_PER_PASS, k - done), z_mean.shape[-1])
+                eps = torch.from_numpy(rng.standard_normal(shape, dtype=np.float32))
+                z = z_mean[:, None] + torch.exp(0.5 * z_log_var)[:, None] * eps
+                h = softplus(softplus(z @ decoder_1[0] + decoder_1[1]) @ decoder_2[0] + decoder_2[1])
+                logits = h @ logits_layer[0] + logits_layer[1]
+                log_px_z = (xb[:, None] * logits - softplus(logits)).sum(-1)
+                log_pz = -0.5 * (log_2pi + z.square()).sum(-1)
+                log_qz_x = -0.5 * (log_2pi + z_log_var[:, None] + eps.square()).sum(-1)
+                log_w = (log_px_z + log_pz - log_qz_x).double()
+                total = torch.logaddexp(total, torch.logsumexp(log_w, dim=1))
+            out.append((total - math.log(k)).numpy())
+    return np.concatenate(out)
+
+
+def time_plain_torch_iwae(vae, x_test, images: int, k: int) -> dict:
+    """Check ``plain_torch_iwae`` against ``evaluate.iwae_log_likelihood``, then time it as ``time_iwae``
+    times the Keras estimator (nothing to compile: the overhead is 0)."""
+    import numpy as np
+
+    from vae_utils import evaluate
+
+    check = x_test[:IWAE_BATCH_SIZE]
+    check_k = min(k, 2 * IWAE_SAMPLES_PER_PASS)
+    expected = evaluate.iwae_log_likelihood(vae, check, k=check_k, batch_size=IWAE_BATCH_SIZE, seed=0)
+    difference = float(np.max(np.abs(plain_torch_iwae(vae, check, check_k) - expected)))
+    if not difference < 1e-2:
+        raise AssertionError(f"the plain PyTorch estimate differs from evaluate's by {difference:.3g} nats")
+    plain_torch_iwae(vae, check, min(k, IWAE_SAMPLES_PER_PASS))  # warm-up: threads, allocators
+    start = time.perf_counter()
+    plain_torch_iwae(vae, x_test[:images], k)
+    seconds = time.perf_counter() - start
+    return {
+        "backend": "plain PyTorch",
+        "images": images,
+        "k": k,
+        "passes": math.ceil(images / IWAE_BATCH_SIZE) * math.ceil(k / IWAE_SAMPLES_PER_PASS),
+        "seconds": seconds,
+        "max_difference_nats": difference,
+        "flops_per_100_images": 100 * (forward_flops(vae.encoder) + k * forward_flops(vae.decoder)),
+        "overhead_seconds": 0.0,
+        "seconds_per_100_images": seconds / images * 100,
+        "test_set_minutes": seconds / images * TEST_IMAGES / 60,
+    }
+
+
 def run_workload(workload: str, args: argparse.Namespace) -> dict:
     from vae_utils import data, repro
 
     repro.seed_everything(0)
     mnist = data.load("mnist")
+    if workload == REFERENCE:
+        x_test = data.binarize(mnist["x_test"], seed=0)
+        return time_plain_torch_iwae(dense_vae(), x_test, args.iwae_images, args.iwae_k)
     if workload == "iwae":
         x_test = data.binarize(mnist["x_test"], seed=0)
         return time_iwae(dense_vae(), x_test, args.iwae_images, args.iwae_k)
@@ -418,7 +503,7 @@ def training_row(result: dict, gflops: float) -> list[str]:
     ]
 
 
-def iwae_row(result: dict, gflops: float) -> list[str]:
+def iwae_row(result: dict, gflops: float, reference: float | None = None) -> list[str]:
     overhead = result["overhead_seconds"]
     floor = result["flops_per_100_images"] / (gflops * 1e9)
     return [
@@ -432,6 +517,7 @@ def iwae_row(result: dict, gflops: float) -> list[str]:
         f"{result['seconds_per_100_images'] / floor:.1f}x",
         f"{result['test_set_minutes']:.1f}",
         f"{result['peak_rss_mib']:.0f}",
+        "n/a" if reference is None else f"{result['seconds_per_100_images'] / reference:.2f}x",
     ]
 
 
@@ -442,7 +528,7 @@ def print_results(results: list[dict], args: argparse.Namespace) -> None:
         "GFLOP/s; each workload's floor is its arithmetic at that rate\n"
     )
     done = [r for r in results if r["status"] == "ok"]
-    training = [training_row(r, gflops) for r in done if r["workload"] != "iwae"]
+    training = [training_row(r, gflops) for r in done if r["workload"] not in ("iwae", REFERENCE)]
     if training:
         scaled = "" if args.train_images == TRAIN_IMAGES else f", scaled from epochs of {args.train_images:,}"
         print_table(
@@ -462,7 +548,8 @@ def print_results(results: list[dict], args: argparse.Namespace) -> None:
             training,
             text_columns=2,
         )
-    iwae_results = [r for r in done if r["workload"] == "iwae"]
+    iwae_results = [r for r in done if r["workload"] in ("iwae", REFERENCE)]
+    reference = next((r["seconds_per_100_images"] for r in iwae_results if r["workload"] == REFERENCE), None)
     if iwae_results:
         print_table(
             f"IWAE log-likelihood, dense model: batches of {IWAE_BATCH_SIZE} images, "
@@ -478,10 +565,17 @@ def print_results(results: list[dict], args: argparse.Namespace) -> None:
                 "s/floor",
                 f"{TEST_IMAGES:,} images (min)",
                 PEAK_RSS_LABEL,
+                "s/plain PyTorch",
             ],
-            [iwae_row(r, gflops) for r in iwae_results],
+            [iwae_row(r, gflops, reference) for r in iwae_results],
             text_columns=1,
         )
+        if reference is not None:
+            difference = next(r["max_difference_nats"] for r in iwae_results if r["workload"] == REFERENCE)
+            print(
+                "plain PyTorch: the same estimator without Keras (same weights, batches and NumPy noise); it "
+                f"agreed with evaluate.iwae_log_likelihood to {difference:.1e} nats before it was timed\n"
+            )
         if any(r["overhead_seconds"] is None for r in iwae_results):
             print(
                 "n/a: too few passes to separate the per-call compilation, which s/100 images then includes\n"
@@ -510,7 +604,13 @@ def run_benchmark(args: argparse.Namespace, title: str, command, child, report) 
 
 
 def main(argv=None) -> None:
-    run_benchmark(parse_args(argv), TITLE, child_command, child_main, print_results)
+    def report(results: list[dict], args: argparse.Namespace) -> None:
+        if "iwae" in args.workloads:  # the reference runs once, whatever the backends
+            print("running the plain PyTorch IWAE reference ...", file=sys.stderr, flush=True)
+            results.append(run_child("torch", REFERENCE, args))
+        print_results(results, args)
+
+    run_benchmark(parse_args(argv), TITLE, child_command, child_main, report)
 
 
 if __name__ == "__main__":

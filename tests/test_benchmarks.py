@@ -1,5 +1,6 @@
 """The throughput benchmark: its arithmetic count, and a quick run of the real script end to end."""
 
+import importlib.util
 import os
 import re
 import subprocess
@@ -62,3 +63,9 @@ def test_a_quick_run_prints_every_figure_with_its_ratio_to_the_matmul_floor(mirr
     assert 0 < low <= median <= high and floor > 0
     assert ratio == pytest.approx(median / floor, abs=0.06)
     assert re.search(r"^tensorflow +20 +10 +[\d.]+ +\S+ +[\d.]+ +[\d.]+ +[\d.]+x", out, re.M), out
+    # the plain PyTorch reference: timed after agreeing with evaluate's estimate, or said to be skipped
+    if importlib.util.find_spec("torch") is None:
+        assert "skipped: torch/iwae_plain_torch: module 'torch' is not installed" in out, out
+    else:
+        assert re.search(r"^plain PyTorch +20 +10 .* 1\.00x$", out, re.M), out
+        assert re.search(r"agreed with evaluate\.iwae_log_likelihood to [\d.e+-]+ nats", out), out
