@@ -258,8 +258,7 @@ def time_iwae(model, x_test, images: int, k: int) -> dict:
     time_iwae_call(model, first_batch, one_pass_k)  # warm-up: first-in-process costs (allocators, threads)
     one_pass_seconds = time_iwae_call(model, first_batch, one_pass_k)
     seconds = time_iwae_call(model, x_test[:images], k)
-    passes = math.ceil(images / IWAE_BATCH_SIZE) * math.ceil(k / IWAE_SAMPLES_PER_PASS)
-    result = {"images": images, "k": k, "passes": passes, "seconds": seconds}
+    passes = _iwae_passes(images, k)
     # With one pass, or so few that timing noise swamps them, the two cannot be told apart: then
     # report the raw time, compilation included (overhead None).
     overhead, per_image = None, seconds / images
@@ -267,13 +266,24 @@ def time_iwae(model, x_test, images: int, k: int) -> dict:
         per_pass = (seconds - one_pass_seconds) / (passes - 1)
         overhead = max(one_pass_seconds - per_pass, 0.0)
         per_image = per_pass * passes / images
-    full_test_seconds = (overhead or 0.0) + per_image * TEST_IMAGES
+    return _iwae_record(model, images, k, seconds, overhead, per_image)
+
+
+def _iwae_passes(images: int, k: int) -> int:
+    return math.ceil(images / IWAE_BATCH_SIZE) * math.ceil(k / IWAE_SAMPLES_PER_PASS)
+
+
+def _iwae_record(model, images: int, k: int, seconds: float, overhead, per_image: float) -> dict:
+    """One row of the IWAE table: the raw time, its split into overhead and per image, the FLOPs."""
     return {
-        **result,
+        "images": images,
+        "k": k,
+        "passes": _iwae_passes(images, k),
+        "seconds": seconds,
         "flops_per_100_images": 100 * (forward_flops(model.encoder) + k * forward_flops(model.decoder)),
         "overhead_seconds": overhead,
         "seconds_per_100_images": per_image * 100,
-        "test_set_minutes": full_test_seconds / 60,
+        "test_set_minutes": ((overhead or 0.0) + per_image * TEST_IMAGES) / 60,
     }
 
 
@@ -336,18 +346,8 @@ def time_plain_torch_iwae(vae, x_test, images: int, k: int) -> dict:
     start = time.perf_counter()
     plain_torch_iwae(vae, x_test[:images], k)
     seconds = time.perf_counter() - start
-    return {
-        "backend": "plain PyTorch",
-        "images": images,
-        "k": k,
-        "passes": math.ceil(images / IWAE_BATCH_SIZE) * math.ceil(k / IWAE_SAMPLES_PER_PASS),
-        "seconds": seconds,
-        "max_difference_nats": difference,
-        "flops_per_100_images": 100 * (forward_flops(vae.encoder) + k * forward_flops(vae.decoder)),
-        "overhead_seconds": 0.0,
-        "seconds_per_100_images": seconds / images * 100,
-        "test_set_minutes": seconds / images * TEST_IMAGES / 60,
-    }
+    record = _iwae_record(vae, images, k, seconds, overhead=0.0, per_image=seconds / images)
+    return {"backend": "plain PyTorch", **record, "max_difference_nats": difference}
 
 
 def run_workload(workload: str, args: argparse.Namespace) -> dict:
