@@ -1,5 +1,6 @@
 """A run publishes nothing unless it finished: diverged, stale, interrupted or failed runs leave no trace."""
 
+import base64
 import json
 import os
 import re
@@ -85,6 +86,47 @@ def test_a_finished_run_publishes_its_figures_metrics_and_notebook_together(tmp_
     assert (published / "figures" / "01_demo__SEED=1_curve.png").exists()  # another run's: kept
     assert nbformat.read(source, as_version=4).cells[-1].outputs, "the executed notebook is published too"
     assert _staging_left() == []
+
+
+@pytest.mark.notebook
+def test_a_notebook_shows_the_figure_file_it_published_whatever_the_callers_backend(
+    tmp_path, published, monkeypatch
+):
+    monkeypatch.setenv("MPLBACKEND", "Agg")  # as .ci/run sets it: the kernel must still draw inline
+    body = SAVES.replace('matplotlib.use("Agg")\n', "") + "\nplt.plot([0, 1])  # a figure not saved"
+    source = _notebook(tmp_path / "01_demo.ipynb", body)
+    run.execute(source, "full")
+    images = [
+        o for o in nbformat.read(source, as_version=4).cells[-1].outputs if "image/png" in o.get("data", {})
+    ]
+    saved = [o for o in images if o.metadata.get(run.FIGURE_KEY) == "01_demo_curve.png"]
+    assert len(saved) == 1 and len(images) == 2, (
+        "the saved figure once, as its file, and the plain plot inline"
+    )
+    published_png = (published / "figures" / "01_demo_curve.png").read_bytes()
+    assert base64.b64decode(saved[0].data["image/png"]) == published_png
+
+
+@pytest.mark.notebook
+def test_a_run_whose_notebook_does_not_show_a_saved_figure_publishes_nothing(tmp_path, published):
+    # a figure written beside save_figure, so that no cell displays it
+    body = SAVES + "\nfig.savefig(run.figures_dir / '01_demo_hidden.png')"
+    source = _notebook(tmp_path / "01_demo.ipynb", body)
+    before = source.read_text()
+    with pytest.raises(RuntimeError, match=r"saved \['01_demo_hidden.png'\] but its notebook shows no image"):
+        run.execute(source, "full")
+    assert source.read_text() == before
+    assert (published / "figures" / "01_demo_curve.png").read_text() == "earlier run"
+    assert (published / "results" / "01_demo.json").read_text() == "earlier run"
+    assert not (published / "figures" / "01_demo_hidden.png").exists() and _staging_left() == []
+
+
+def test_consecutive_prints_are_merged_into_one_output_per_stream():
+    outputs = [nbformat.v4.new_output("stream", name="stdout", text=t) for t in ("a\n", "b\n")]
+    outputs += [nbformat.v4.new_output("stream", name="stderr", text="w\n")]
+    outputs += [nbformat.v4.new_output("stream", name="stdout", text="c\n")]
+    merged = run.merge_streams(outputs)
+    assert [(o.name, o.text) for o in merged] == [("stdout", "a\nb\n"), ("stderr", "w\n"), ("stdout", "c\n")]
 
 
 @pytest.mark.notebook

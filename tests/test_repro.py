@@ -58,10 +58,22 @@ def test_save_figure_writes_a_png(tmp_path, monkeypatch):
     monkeypatch.setenv("VAE_OUTPUT_DIR", str(tmp_path))
     fig, ax = plt.subplots()
     ax.plot([0, 1])
-    path = repro.Run("99_test", seed=0, smoke=True).save_figure(fig, "line")
-    plt.close(fig)
-    assert path.name == "99_test_line.png" and path.read_bytes()[:4] == b"\x89PNG"
+    assert (
+        repro.Run("99_test", seed=0, smoke=True).save_figure(fig, "line") is None
+    )  # no repr under the figure
+    path = tmp_path / "figures" / "99_test_line.png"
+    assert path.read_bytes()[:4] == b"\x89PNG"
     assert [p.name for p in path.parent.iterdir()] == ["99_test_line.png"]
+    assert not plt.fignum_exists(fig.number)  # closed: an inline backend does not show it a second time
+
+
+@pytest.mark.parametrize("stem", ["", None, 5, "../x", "a/b", "curve png"])
+def test_save_figure_refuses_a_stem_that_is_not_a_plain_file_name(tmp_path, monkeypatch, stem):
+    monkeypatch.setenv("VAE_OUTPUT_DIR", str(tmp_path))
+    with pytest.raises(ValueError, match="a figure's stem is letters, digits"):
+        repro.Run("99_test", seed=0, smoke=True).save_figure(plt.figure(), stem)
+    plt.close("all")
+    assert not (tmp_path / "figures").exists() or not any((tmp_path / "figures").iterdir())
 
 
 def test_a_run_of_a_sweep_saves_its_own_metrics_file(tmp_path, monkeypatch):
@@ -74,6 +86,5 @@ def test_a_run_of_a_sweep_saves_its_own_metrics_file(tmp_path, monkeypatch):
     assert record["reproduce"] == (
         "python -m vae_utils.run notebooks/05_test.ipynb --profile full --sweep N_LABELLED=100 --sweep SEED=1"
     )
-    fig = plt.figure()
-    assert run.save_figure(fig, "curves").name == "05_test__N_LABELLED=100_SEED=1_curves.png"
-    plt.close(fig)
+    run.save_figure(plt.figure(), "curves")
+    assert [p.name for p in run.figures_dir.iterdir()] == ["05_test__N_LABELLED=100_SEED=1_curves.png"]

@@ -17,6 +17,7 @@ import json
 import math
 import os
 import platform
+import re
 import shutil
 import subprocess
 import tempfile
@@ -26,10 +27,11 @@ from pathlib import Path
 
 import h5py
 import keras
+import matplotlib.pyplot as plt
 import numpy as np
 
 from . import losses
-from .run import STAGING_ENV, VARIANT_ENV, output_base, variant_tag
+from .run import FIGURE_KEY, STAGING_ENV, VARIANT_ENV, output_base, variant_tag
 
 __all__ = [
     "Checkpoints",
@@ -79,7 +81,7 @@ def _cpu_name() -> str:
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     except OSError:
-        pass
+        show_png(path.read_bytes(), path.name)
     return platform.processor() or platform.machine()
 
 
@@ -180,6 +182,17 @@ def _is_docstring(statement) -> bool:
     )
 
 
+def show_png(png: bytes, name: str) -> None:
+    """Display PNG bytes as a notebook output whose metadata names the file; outside IPython, do nothing."""
+    try:
+        from IPython import get_ipython
+        from IPython.display import Image, display
+    except ImportError:
+        return
+    if get_ipython() is not None:
+        display(Image(data=png, format="png"), metadata={FIGURE_KEY: name})
+
+
 class StopOnNonFinite(keras.callbacks.Callback):
     """Fail ``fit`` with a ``FloatingPointError`` at the end of an epoch whose loss or metrics are not finite.
 
@@ -255,8 +268,14 @@ class Run:
         """Seconds since this run started."""
         return time.perf_counter() - self.started
 
-    def save_figure(self, fig, stem: str) -> Path:
-        """Save ``fig`` as ``<figures_dir>/<name>_<stem>.png`` (written whole, then renamed)."""
+    def save_figure(self, fig, stem: str) -> None:
+        """Save ``fig`` as ``<figures_dir>/<name>_<stem>.png`` (written whole, then renamed); show the file.
+
+        In a notebook the saved PNG itself is displayed, whatever matplotlib's backend, so the figure a
+        reader sees is the published one; the output's metadata names the file (``FIGURE_KEY``).
+        """
+        if not isinstance(stem, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", stem):
+            raise ValueError(f"a figure's stem is letters, digits, _ . - (a file name), found {stem!r}")
         self.figures_dir.mkdir(parents=True, exist_ok=True)
         path = self.figures_dir / f"{self.figure_prefix}_{stem}.png"
         tmp = path.with_name(f".{path.name}.tmp.png")
@@ -265,7 +284,8 @@ class Run:
             os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
-        return path
+        plt.close(fig)  # shown once, as the file below, not a second time by an inline backend
+        show_png(path.read_bytes(), path.name)
 
     def save_metrics(self, metrics: dict, **extra) -> Path:
         """Save ``metrics`` as ``results/<name>.json`` with seed, profile, wall time and machine.

@@ -44,6 +44,10 @@ STAGING_DIR = ROOT / "build" / "staging"
 
 #: Environment variables the runner passes to a notebook's kernel (``repro.Run`` reads them).
 STAGING_ENV, VARIANT_ENV = "VAE_STAGING_DIR", "VAE_RUN_VARIANT"
+#: The key of a figure output's metadata naming the saved file it shows (``repro.Run.save_figure``).
+FIGURE_KEY = "vae_figure"
+#: Every kernel draws inline, whatever the caller's ``MPLBACKEND`` (``Agg`` would show no figure).
+INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
 #: Paths the kernel reads; made absolute before it starts, since it runs in ``notebooks/``.
 PATH_ENVS = ("VAE_DATA_DIR", "VAE_DATA_MIRROR", "VAE_OUTPUT_DIR")
 
@@ -117,7 +121,8 @@ def notebooks() -> list[Path]:
 
 
 def _strip(path: Path) -> None:
-    """Drop execution counts and papermill's per-run metadata, keeping the outputs."""
+    """Drop execution counts and papermill's per-run metadata, and merge each cell's consecutive streams
+    into one output (one box per cell, not one per printed line), keeping the outputs."""
     nb = nbformat.read(path, as_version=4)
     nb.metadata.pop("papermill", None)
     for cell in nb.cells:
@@ -125,10 +130,46 @@ def _strip(path: Path) -> None:
         cell.metadata.pop("execution", None)
         if cell.cell_type == "code":
             cell.execution_count = None
+            cell.outputs = merge_streams(cell.outputs)
             for output in cell.outputs:
                 if "execution_count" in output:
                     output.execution_count = None
     nbformat.write(nb, path)
+
+
+def merge_streams(outputs: list) -> list:
+    """Join each run of consecutive outputs of the same stream (stdout, stderr) into one output."""
+    merged = []
+    for output in outputs:
+        previous = merged[-1] if merged else None
+        if (
+            output.output_type == "stream"
+            and previous is not None
+            and previous.output_type == "stream"
+            and previous.name == output.name
+        ):
+            previous.text += output.text
+        else:
+            merged.append(output)
+    return merged
+
+
+def check_figures_shown(notebook: Path, figures: list[str]) -> None:
+    """Refuse an executed notebook that does not show each saved figure (by name) as an image."""
+    shown = {
+        output.get("metadata", {}).get(FIGURE_KEY)
+        for cell in nbformat.read(notebook, as_version=4).cells
+        if cell.cell_type == "code"
+        for output in cell.outputs
+        if "image/png" in output.get("data", {})
+    }
+    missing = sorted(set(figures) - shown)
+    if missing:
+        raise RuntimeError(
+            f"the run saved {missing} but its notebook shows no image of them (expected an image output "
+            f"whose metadata {FIGURE_KEY!r} names each file, as repro.Run.save_figure displays it): "
+            "a reader would see no figure, so nothing was published"
+        )
 
 
 @contextmanager
@@ -231,7 +272,7 @@ def execute(
     STAGING_DIR.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f"{notebook.stem}.", dir=STAGING_DIR))
     variant = {k: v for k, v in parameters.items() if k != "SMOKE"} if tag is not None else {}
-    env = {STAGING_ENV: str(staging), VARIANT_ENV: json.dumps(variant)}
+    env = {STAGING_ENV: str(staging), VARIANT_ENV: json.dumps(variant), "MPLBACKEND": INLINE_BACKEND}
     # Execute into a temporary file beside the target: a failed run leaves the target untouched.
     fd, tmp = tempfile.mkstemp(prefix=f".{notebook.stem}.", suffix=".ipynb", dir=target.parent)
     os.close(fd)
@@ -248,6 +289,7 @@ def execute(
             )
             if profile == "full":
                 _strip(Path(tmp))
+            check_figures_shown(Path(tmp), [p.name for p in (staging / "figures").glob("*.png")])
             _publish(staging, output_base(profile), Path(tmp), target, full=profile == "full")
     finally:
         Path(tmp).unlink(missing_ok=True)
