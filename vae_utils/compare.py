@@ -160,7 +160,7 @@ def _per_n_rows(path: Path, methods: dict[str, str], profile: str | None) -> lis
 
 
 def _per_split_rows(directory: Path, profile: str | None) -> list[dict]:
-    """Rows from one file per (N, split seed), aggregated over the seeds: mean, std (ddof=0), count."""
+    """Rows from one file per (N, split seed), aggregated over the seeds: mean, sample std, count."""
     errors: dict[tuple[str, int], dict[int, float]] = {}  # (method, N) -> {split seed: test error}
     read_from: dict[tuple[int, int], Path] = {}
     for path in sorted(directory.glob("*.json")):
@@ -192,7 +192,8 @@ def _per_split_rows(directory: Path, profile: str | None) -> list[dict]:
     for (method, n), by_seed in sorted(errors.items()):
         values = list(by_seed.values())
         label = _PER_SPLIT_METHODS[method]
-        rows.append(_row(method, label, n, np.mean(values), np.std(values), len(values), source))
+        std = np.std(values, ddof=1) if len(values) > 1 else math.nan  # one split: no spread
+        rows.append(_row(method, label, n, np.mean(values), std, len(values), source))
     return rows
 
 
@@ -278,9 +279,9 @@ def markdown_table(ours: pd.DataFrame) -> str:
         label, source = rows["label"].iloc[0], rows["source"].iloc[0]
         lines.append("| " + " | ".join([label, source, seeds_cell, *cells]) + " |")
     caption = (
-        "MNIST test error (%) with N labelled training images, mean ± standard deviation over label "
-        "splits; *seeds*: the number of label splits behind each of this repository's numbers "
-        "(one value per N where they differ)."
+        "MNIST test error (%) with N labelled training images, mean ± sample standard deviation over "
+        "label splits (the papers do not say which standard deviation they give); *seeds*: the number "
+        "of label splits behind each of this repository's numbers (one value per N where they differ)."
     )
     return "\n".join(lines) + "\n\n" + caption
 
