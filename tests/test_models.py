@@ -1,6 +1,7 @@
 """The sampling layer, the builders and the VAE's training with plain fit, on every backend."""
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -222,3 +223,14 @@ def test_init_log_scales_sets_only_the_log_scales_of_a_hand_built_mixture_head()
     # the other numbers keep their initial bias of 1 (the coefficients pass through tanh in unpack)
     assert np.all(ops.convert_to_numpy(logits) == 1) and np.all(ops.convert_to_numpy(loc) == 1)
     assert models.init_log_scales(decoder, "bernoulli") is decoder
+
+
+def test_tensorflows_retracing_notice_is_kept_out_of_outputs_and_its_other_warnings_are_not(caplog):
+    logger = logging.getLogger("tensorflow")
+    with caplog.at_level(logging.WARNING, logger="tensorflow"):
+        logger.warning(
+            "5 out of the last 5 calls to <function f at 0x7f0> triggered tf.function retracing. Tracing is "
+            "expensive and the excessive number of tracings could be due to ..."
+        )
+        logger.warning("another warning")
+    assert [r.getMessage() for r in caplog.records] == ["another warning"]

@@ -6,6 +6,7 @@ runs on the TensorFlow, JAX and PyTorch backends. Introduced in ``notebooks/01_v
 
 from __future__ import annotations
 
+import logging
 import math
 
 import keras
@@ -13,6 +14,16 @@ import numpy as np
 from keras import layers, ops
 
 from . import losses, pixel_mixture
+
+
+def _not_a_retracing_notice(record: logging.LogRecord) -> bool:
+    # VAE.encode and VAE.decode call predict on images of each notebook's own sizes; TensorFlow then
+    # warns that its predict function "triggered tf.function retracing", which is expected here and
+    # would fill the notebooks' outputs with memory addresses. Every other TensorFlow message passes.
+    return "triggered tf.function retracing" not in record.getMessage()
+
+
+logging.getLogger("tensorflow").addFilter(_not_a_retracing_notice)
 
 #: The decoder likelihoods the VAE knows, and what the decoder outputs for each.
 #: ``bernoulli``: one logit per pixel, for binary images (MNIST, notebook 01).
