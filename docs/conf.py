@@ -18,6 +18,7 @@ exclude_patterns = ["build", ".venv", "data", "notebooks/.*"]
 extensions = ["myst_nb"]
 myst_enable_extensions = ["dollarmath", "amsmath"]
 nb_execution_mode = "off"  # render the outputs of the recorded full runs
+nb_render_markdown_format = "gfm"  # Markdown outputs (07's comparison table) with GitHub's tables
 suppress_warnings = ["mystnb.unknown_mime_type"]
 
 html_theme = "sphinx_book_theme"
@@ -30,6 +31,7 @@ if not (_mathjax / "tex-mml-chtml.js").is_file():
         f"MATHJAX_DIR={os.environ.get('MATHJAX_DIR')!r} should be MathJax's es5 folder (holding "
         "tex-mml-chtml.js): run make site, which unpacks it from the npm package mathjax"
     )
-html_static_path = [str(_mathjax.parent)]  # the folder holding mathjax/, copied into _static/
+html_static_path = [str(_mathjax.parent), "_static"]  # mathjax/ (unpacked by make) and our CSS
+html_css_files = ["tables.css"]
 html_extra_path = ["_extra"]  # index.html at the site's root, pointing at docs/index.html
 mathjax_path = f"{_mathjax.name}/tex-mml-chtml.js"

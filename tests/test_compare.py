@@ -62,7 +62,7 @@ def test_m2_files_are_aggregated_over_split_seeds_as_mean_and_sample_std(results
             sample_std = np.std(expected, ddof=1) if len(errors) > 1 else np.nan
             assert row["std"] == pytest.approx(sample_std, nan_ok=True)
             assert row["n_seeds"] == len(errors)
-            assert row["source"] == "this repository, results/06_semi_supervised_m2/"
+            assert row["source"] == "ours, notebook 06"
     assert ours[ours.method == "pca_svm"].iloc[0][["N", "mean", "std", "n_seeds"]].tolist() == [
         100,
         31,
@@ -86,7 +86,7 @@ def test_results_of_another_profile_are_ignored(results):
 def test_missing_results_files_leave_only_the_published_rows(tmp_path):
     assert compare.collect(tmp_path).empty
     table = compare.markdown_table(compare.collect(tmp_path))
-    assert table.count("Kingma et al. (2014), Table 1") == 5 and "this repository, results/" not in table
+    assert table.count("Kingma et al. (2014), Table 1") == 5 and "ours, notebook" not in table
 
 
 @pytest.mark.parametrize(
@@ -131,16 +131,10 @@ def test_two_files_for_the_same_split_are_an_error(results):
 def test_markdown_table_sets_our_aggregate_next_to_the_published_numbers(results):
     table = compare.markdown_table(compare.collect(results))
     m2 = f"{np.mean(M2_ERRORS[100]):.2f} ± {np.std(M2_ERRORS[100], ddof=1):.2f}"
-    assert "| M2 | this repository, results/06_semi_supervised_m2/ | 3 / 1 / — / — | " + m2 in table
+    assert "| M2 | ours, notebook 06 | 3 / 1 / — / — | " + m2 in table
     assert "| M1 + M2 | Kingma et al. (2014), Table 1 | — | 3.33 ± 0.14 | 2.59 ± 0.05 |" in table
-    assert (
-        "| PCA + SVM | this repository, results/07_baselines_and_comparison.json | 2 | 31.00 ± 1.41 | — |"
-        in table
-    )
-    assert (
-        "| dense network | this repository, results/07_baselines_and_comparison.json | 1 | 25.00 | — |"
-        in table
-    )
+    assert "| PCA + SVM | ours, notebook 07 | 2 | 31.00 ± 1.41 | — |" in table
+    assert "| dense network | ours, notebook 07 | 1 | 25.00 | — |" in table
     assert "| 74 | — | — | — |" in table  # the blog post's CNN: 26 % accuracy at N = 100 only
 
 

@@ -133,7 +133,7 @@ def _per_n_rows(path: Path, methods: dict[str, str], profile: str | None) -> lis
         return []
     if not methods.keys() & metrics.keys():
         raise _malformed(path, f"metrics for at least one of {sorted(methods)}", sorted(metrics))
-    source = f"this repository, results/{path.name}"
+    source = f"ours, notebook {path.name[:2]}"
     rows = []
     for method, label in methods.items():
         if method not in metrics:
@@ -187,7 +187,7 @@ def _per_split_rows(directory: Path, profile: str | None) -> list[dict]:
             if not (isinstance(entry, dict) and _is_number(entry.get("test_error"))):
                 raise _malformed(path, f'metrics.{method} as {{"test_error": <number>, ...}}', entry)
             errors.setdefault((method, n), {})[seed] = float(entry["test_error"])
-    source = f"this repository, results/{directory.name}/"
+    source = f"ours, notebook {directory.name[:2]}"
     rows = []
     for (method, n), by_seed in sorted(errors.items()):
         values = list(by_seed.values())
@@ -281,7 +281,8 @@ def markdown_table(ours: pd.DataFrame) -> str:
     caption = (
         "MNIST test error (%) with N labelled training images, mean ± sample standard deviation over "
         "label splits (the papers do not say which standard deviation they give); *seeds*: the number "
-        "of label splits behind each of this repository's numbers (one value per N where they differ)."
+        "of label splits behind each of our numbers (one value per N where they differ); ours come from "
+        "the results files of notebooks 05-07 (`results/`), each with the command that reproduces it."
     )
     return "\n".join(lines) + "\n\n" + caption
 
