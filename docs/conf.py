@@ -35,3 +35,4 @@ html_static_path = [str(_mathjax.parent), "_static"]  # mathjax/ (unpacked by ma
 html_css_files = ["tables.css"]
 html_extra_path = ["_extra"]  # index.html at the site's root, pointing at docs/index.html
 mathjax_path = f"{_mathjax.name}/tex-mml-chtml.js"
+html_favicon = "_static/favicon.svg"  # also spares every page a request for /favicon.ico that fails

@@ -1,26 +1,61 @@
-"""The rendered site (``make site``, which ``make test`` runs first), checked in headless Chromium."""
+"""The rendered site (``make site``, which ``make test`` runs first), checked in headless Chromium as a reader
+sees it: after MathJax typeset the page and every image decoded."""
 
+import base64
 import functools
+import hashlib
 import http.server
 import json
 import re
-import shutil
-import subprocess
 import threading
 import urllib.request
 from pathlib import Path
 
+import nbformat
+import papermill
 import pytest
+
+from vae_utils import run
+
+from .browser import Browser
 
 ROOT = Path(__file__).resolve().parents[1]
 SITE = ROOT / "build" / "site"
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9]*.ipynb"))
 SCREENSHOTS = ROOT / "build" / "site-screenshots"
+# pydata-sphinx-theme logs this with console.error when a fresh browser has no stored light/dark choice
+THEME_NOTICE = "Got invalid theme mode"
+
+# What a reader should never find in an output: a machine's paths, Python reprs, warnings, missing values
+NOISE = re.compile(
+    r"PosixPath\(|np\.(float|int)\d*\(|(?<![\w.~])/(home|work|tmp|root|Users|usr|opt|var|mnt)/"
+    r"|\bWARNING\b|Warning:|\bNaN\b|\bnan\b|<object at 0x|\bat 0x[0-9a-f]{6,}"
+)
+# TeX that MathJax did not typeset: a dollar sign, \( \[ or a TeX command left in the rendered text
+RAW_TEX = re.compile(r"\$|\\[(\[]|\\[A-Za-z]{2,}")
+
+
+def expected_figures(notebook: Path) -> list[Path]:
+    """The figures of the run that a committed notebook shows: ``figures/<stem>_*.png``, or for a notebook
+    run as a sweep, the files of the variant its parameters' defaults name (``<stem>__<tag>_*.png``)."""
+    files = sorted((ROOT / "figures").glob(f"{notebook.stem}_*.png"))
+    plain = [f for f in files if not f.name.startswith(f"{notebook.stem}__")]
+    swept = [f for f in files if f not in plain]
+    if not swept:
+        return plain
+    defaults = {k: v["default"] for k, v in papermill.inspect_notebook(str(notebook)).items()}
+    tag_names = re.findall(r"([A-Z][A-Z0-9_]*)=", swept[0].name[len(notebook.stem) + 2 :])
+    tag = run.variant_tag({name: defaults[name] for name in tag_names})
+    return plain + [f for f in swept if f.name.startswith(f"{notebook.stem}__{tag}_")]
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 @pytest.fixture(scope="module")
 def site():
-    """The built site served on 127.0.0.1; fails if it is missing or older than a notebook."""
+    """The built site served on 127.0.0.1; fails if it is missing or older than a notebook or a figure."""
     built = SITE / "docs" / "index.html"  # written by the build (the root index.html is copied, mtime kept)
     if not built.is_file():
         pytest.fail(f"{SITE} has no docs/index.html: run make site (make test runs it first)")
@@ -36,49 +71,136 @@ def site():
     server.server_close()
 
 
-def _chromium(*args) -> str:
-    browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    if browser is None:
-        pytest.fail("headless Chromium is needed (Debian: apt-get install chromium; .ci/run installs it)")
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=20000"]
-    done = subprocess.run([browser, *flags, *args], capture_output=True, text=True, timeout=120, check=True)
-    return done.stdout
+@pytest.fixture(scope="module")
+def browser():
+    chromium = Browser()
+    yield chromium
+    chromium.close()
 
 
-def _image_outputs(notebook: Path) -> int:
-    cells = json.loads(notebook.read_text())["cells"]
-    return sum("image/png" in output.get("data", {}) for cell in cells for output in cell.get("outputs", []))
+@pytest.fixture(scope="module")
+def pages(site, browser):
+    """What each notebook's page shows once loaded: images, maths, prose and outputs (one load per page)."""
+    seen = {}
+    for notebook in NOTEBOOKS:
+        url = f"{site}/notebooks/{notebook.stem}.html"
+        browser.open(url)
+        seen[notebook.stem] = browser.evaluate(_READ_PAGE) | {
+            "url": url,
+            "errors": [e for e in browser.errors if THEME_NOTICE not in e],
+        }
+    return seen
 
 
-def test_the_root_points_at_the_index_which_links_every_notebook(site):
+_READ_PAGE = r"""(() => {
+  const article = document.querySelector("article") || document.body;
+  const text = (root, drop) => {
+    const copy = root.cloneNode(true);
+    copy.querySelectorAll(drop).forEach(e => e.remove());
+    return copy.textContent;
+  };
+  return {
+    images: [...article.querySelectorAll("img")]
+      .map(i => ({src: i.currentSrc, loaded: i.complete && i.naturalWidth > 0})),
+    math: article.querySelectorAll(".math").length,
+    typeset: article.querySelectorAll("mjx-container").length,
+    math_errors: article.querySelectorAll("mjx-merror").length,
+    prose: text(article, ".cell, mjx-container, script, style, code, pre, .headerlink"),
+    outputs: [...article.querySelectorAll(".cell_output")].map(o => text(o, "mjx-container, script, style")),
+    tables: article.querySelectorAll(".cell_output table").length,
+    scripts: [...document.querySelectorAll("script[src]")].map(s => s.getAttribute("src")),
+  };
+})()"""
+
+
+def _table_outputs(notebook: Path) -> int:
+    """Outputs of the notebook that hold a table (pandas' HTML, or a Markdown table)."""
+    count = 0
+    for cell in nbformat.read(notebook, as_version=4).cells:
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            count += "<table" in data.get("text/html", "") or "|---" in data.get("text/markdown", "")
+    return count
+
+
+def test_the_root_points_at_the_index_which_links_every_notebook(site, browser):
     with urllib.request.urlopen(f"{site}/index.html") as response:
         assert 'url=docs/index.html"' in response.read().decode()
-    index = _chromium("--dump-dom", f"{site}/docs/index.html")
+    browser.open(f"{site}/docs/index.html")
+    links = browser.evaluate("[...document.querySelectorAll('a')].map(a => a.getAttribute('href'))")
     for notebook in NOTEBOOKS:
-        assert f'href="../notebooks/{notebook.stem}.html"' in index
+        assert f"../notebooks/{notebook.stem}.html" in links
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[nb.stem for nb in NOTEBOOKS])
-def test_every_notebook_page_shows_its_figures_and_renders_its_equations(site, notebook):
-    url = f"{site}/notebooks/{notebook.stem}.html"
-    with urllib.request.urlopen(url) as response:
-        static = response.read().decode()
-    scripts = re.findall(r'<script[^>]*\ssrc="([^"]+)"', static)
-    assert scripts and not [src for src in scripts if "//" in src]  # everything from the site: no CDN
-    dom = _chromium("--dump-dom", url)
-    # every maths element of the page was typeset by MathJax, without errors
-    n_math = len(re.findall(r'class="math[ "]', static))
-    assert n_math > 0
-    assert dom.count("<mjx-container") >= n_math and "<mjx-merror" not in dom
-    # every figure of the notebook's outputs is on the page and served as an image
-    images = re.findall(r'<img[^>]*\ssrc="([^"]+)"', dom)
-    assert len([src for src in images if "_images/" in src]) >= _image_outputs(notebook)
-    for src in images:
-        with urllib.request.urlopen(urllib.request.urljoin(url, src)) as response:
-            assert response.headers["Content-Type"].startswith("image/"), src
-            assert len(response.read()) > 100, src
-    if notebook.stem.startswith("01_"):
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        shot = SCREENSHOTS / f"{notebook.stem}.png"
-        _chromium("--window-size=1280,2000", f"--screenshot={shot}", url)
-        assert shot.stat().st_size > 10_000
+def test_every_figure_the_run_saved_is_on_the_page_as_a_loaded_image(site, pages, notebook):
+    page = pages[notebook.stem]
+    broken = [i["src"] for i in page["images"] if not i["loaded"]]
+    assert not broken, f"images that did not load: {broken}"
+    shown = set()
+    for image in page["images"]:
+        with urllib.request.urlopen(image["src"]) as response:
+            assert response.headers["Content-Type"].startswith("image/"), image["src"]
+            shown.add(_sha(response.read()))
+    missing = [f.name for f in expected_figures(notebook) if _sha(f.read_bytes()) not in shown]
+    assert not missing, f"figures/ holds these figures of the run, but the page does not show them: {missing}"
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[nb.stem for nb in NOTEBOOKS])
+def test_every_equation_is_typeset_and_no_raw_tex_is_left_in_the_prose(pages, notebook):
+    page = pages[notebook.stem]
+    assert page["math"] > 0 and page["typeset"] >= page["math"] and page["math_errors"] == 0
+    leftovers = [m.group(0) for m in RAW_TEX.finditer(page["prose"])]
+    context = [page["prose"][max(m.start() - 40, 0) : m.end() + 40] for m in RAW_TEX.finditer(page["prose"])]
+    assert not leftovers, f"TeX that MathJax did not typeset, in: {context[:3]}"
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[nb.stem for nb in NOTEBOOKS])
+def test_tables_render_as_tables_and_outputs_hold_no_paths_reprs_warnings_or_nan(pages, notebook):
+    page = pages[notebook.stem]
+    assert page["tables"] >= _table_outputs(notebook), "a table output did not render as a table"
+    assert not re.search(r"\|\s*-{3,}\s*\|", page["prose"] + "".join(page["outputs"])), "a table as text"
+    noisy = [m.group(0) for text in page["outputs"] for m in NOISE.finditer(text)]
+    assert not noisy, f"outputs a reader should not see: {noisy}"
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[nb.stem for nb in NOTEBOOKS])
+def test_the_page_loads_everything_from_the_site_without_console_errors(pages, notebook):
+    page = pages[notebook.stem]
+    assert page["scripts"] and not [src for src in page["scripts"] if "//" in src]  # no CDN
+    assert not page["errors"], page["errors"]
+
+
+def test_screenshots_of_what_a_reader_sees_are_kept(site, browser):
+    """The page's top, 03's horse-to-car interpolation and 07's table, in build/site-screenshots/."""
+    interpolation = ROOT / "figures" / "03_cifar_horse_car_interpolation_all_horse_to_car.png"
+    shots = {
+        "01_vae_mnist": [("01_vae_mnist_top", "article")],
+        "03_cifar_horse_car_interpolation": [
+            ("03_cifar_horse_car_interpolation", f'img[src$="{_sha(interpolation.read_bytes())}.png"]')
+        ],
+        "07_baselines_and_comparison": [("07_comparison_table", ".cell_output table")],
+    }
+    for stem, targets in shots.items():
+        browser.open(f"{site}/notebooks/{stem}.html")
+        for name, selector in targets:
+            browser.screenshot(SCREENSHOTS / f"{name}.png", selector)
+            assert (SCREENSHOTS / f"{name}.png").stat().st_size > 10_000, name
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[nb.stem for nb in NOTEBOOKS])
+def test_the_committed_notebook_shows_each_saved_figure_as_github_does(notebook):
+    """GitHub shows the notebook's own outputs: each figure must be embedded, byte for byte the saved file."""
+    embedded = {}
+    for cell in nbformat.read(notebook, as_version=4).cells:
+        for output in cell.get("outputs", []):
+            name = output.get("metadata", {}).get(run.FIGURE_KEY)
+            if name and "image/png" in output.get("data", {}):
+                embedded[name] = output["data"]["image/png"]
+    for figure in expected_figures(notebook):
+        assert figure.name in embedded, f"{notebook.name} does not show {figure.name}"
+        assert _sha(base64.b64decode(embedded[figure.name])) == _sha(figure.read_bytes())
+    text = json.dumps([c.get("outputs", []) for c in nbformat.read(notebook, as_version=4).cells])
+    text = re.sub(r'"image/png": "[^"]*"', "", text)
+    noisy = [m.group(0) for m in NOISE.finditer(text)]
+    assert not noisy, f"outputs a reader should not see: {noisy}"
