@@ -6,6 +6,7 @@ so the pages need no CDN.
 """
 
 import os
+import tomllib
 from pathlib import Path
 
 project = "VAE notebooks"
@@ -23,7 +24,17 @@ suppress_warnings = ["mystnb.unknown_mime_type"]
 
 html_theme = "sphinx_book_theme"
 html_title = "Variational autoencoders, in runnable notebooks"
-html_theme_options = {"show_toc_level": 2, "use_download_button": True}
+# the repository's address and release tag, from pyproject.toml as the notebooks' Colab badges take them
+_project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]
+html_theme_options = {
+    "show_toc_level": 2,
+    "use_download_button": True,
+    "repository_url": _project["urls"]["Repository"],
+    "repository_branch": f"v{_project['version']}",
+    "path_to_docs": "",
+    "use_repository_button": True,
+    "launch_buttons": {"colab_url": "https://colab.research.google.com"},
+}
 
 _mathjax = Path(os.environ.get("MATHJAX_DIR", "")).resolve()
 if not (_mathjax / "tex-mml-chtml.js").is_file():

@@ -85,6 +85,7 @@ def test_a_finished_run_publishes_its_figures_metrics_and_notebook_together(tmp_
     assert not (published / "figures" / "01_demo_gone.png").exists()  # stale: not of this run
     assert (published / "figures" / "01_demo__SEED=1_curve.png").exists()  # another run's: kept
     assert nbformat.read(source, as_version=4).cells[-1].outputs, "the executed notebook is published too"
+    assert source.stat().st_mode & 0o044 == 0o044, "readable like any other file, not mkstemp's 0600"
     assert _staging_left() == []
 
 

@@ -25,11 +25,12 @@ import numpy as np
 import pandas as pd
 from matplotlib.ticker import FixedLocator, NullFormatter, ScalarFormatter
 
+from . import home
 from .repro import write_text
 
 __all__ = ["PUBLISHED", "collect", "markdown_table", "plot", "published", "update_readme"]
 
-RESULTS_DIR = Path(__file__).resolve().parents[1] / "results"
+RESULTS_DIR = home.ROOT / "results"
 N_LABELLED = (100, 600, 1000, 3000)  # the columns of Kingma et al. (2014), Table 1
 COLUMNS = ["method", "label", "N", "mean", "std", "n_seeds", "source"]
 START, END = "<!-- comparison:start -->", "<!-- comparison:end -->"

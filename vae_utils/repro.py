@@ -30,7 +30,7 @@ import keras
 import matplotlib.pyplot as plt
 import numpy as np
 
-from . import losses
+from . import home, losses
 from .run import FIGURE_KEY, STAGING_ENV, VARIANT_ENV, output_base, variant_tag
 
 __all__ = [
@@ -43,7 +43,7 @@ __all__ = [
     "write_json",
 ]
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = home.ROOT
 
 
 def seed_everything(seed: int) -> int:

@@ -35,7 +35,9 @@ from pathlib import Path
 import nbformat
 import papermill
 
-ROOT = Path(__file__).resolve().parents[1]
+from . import home
+
+ROOT = home.ROOT  # the checkout, or the working directory of an installed package
 
 NOTEBOOKS = ROOT / "notebooks"
 SMOKE_DIR = ROOT / "build" / "smoke"
@@ -275,6 +277,9 @@ def execute(
     env = {STAGING_ENV: str(staging), VARIANT_ENV: json.dumps(variant), "MPLBACKEND": INLINE_BACKEND}
     # Execute into a temporary file beside the target: a failed run leaves the target untouched.
     fd, tmp = tempfile.mkstemp(prefix=f".{notebook.stem}.", suffix=".ipynb", dir=target.parent)
+    mask = os.umask(0)
+    os.umask(mask)
+    os.fchmod(fd, 0o666 & ~mask)  # mkstemp makes 0600; the published notebook is read like any other file
     os.close(fd)
     try:
         with _terminate_as_interrupt(), _kernel_environment(env):

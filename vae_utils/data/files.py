@@ -25,6 +25,7 @@ from typing import BinaryIO
 import numpy as np
 import requests
 
+from .. import home
 from .base import DataError
 
 RETRIES = 2  # a failed download is tried twice more, after 1 s and 2 s (pooch's back-off)
@@ -42,13 +43,9 @@ def _umask() -> int:
 # --- places and checksums -----------------------------------------------------------------------------------
 
 
-def _repo_root() -> Path:
-    return Path(__file__).resolve().parents[2]
-
-
 def data_dir() -> Path:
-    """The cache directory: ``$VAE_DATA_DIR`` if set, otherwise ``data/`` in the repository."""
-    return Path(os.environ.get("VAE_DATA_DIR") or _repo_root() / "data")
+    """The cache directory: ``$VAE_DATA_DIR`` if set, otherwise ``data/`` in the repository (``home``)."""
+    return Path(os.environ.get("VAE_DATA_DIR") or home.ROOT / "data")
 
 
 def _offline() -> bool:
