@@ -69,6 +69,8 @@ lab: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check vae_utils tests benchmarks
+	# the notebooks' code at the width of the site's code column (88), black-style like the package
+	$(PY) -m ruff format --check --isolated --line-length 88 notebooks/[0-9]*.ipynb
 
 test: lint site $(ACTIONLINT)
 	$(PY) -m pytest

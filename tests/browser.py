@@ -117,21 +117,41 @@ class Browser:
 
     def screenshot(self, path: Path, selector: str, margin: int = 16) -> None:
         """A PNG of the first element matching ``selector``, with a margin around it."""
-        box = self.evaluate(
-            f"(() => {{ const e = document.querySelector({json.dumps(selector)}); if (!e) return null;"
-            " e.scrollIntoView(); const r = e.getBoundingClientRect();"
-            " return {x: r.left + scrollX, y: r.top + scrollY, width: r.width, height: r.height}; })()"
-        )
-        if box is None:
+        found = f"document.querySelector({json.dumps(selector)})"
+        if not self.evaluate(f"{found} !== null"):
             raise LookupError(f"no element matches {selector!r}")
-        clip = {
-            "x": max(box["x"] - margin, 0),
-            "y": max(box["y"] - margin, 0),
-            "width": box["width"] + 2 * margin,
-            "height": box["height"] + 2 * margin,
-            "scale": 1,
-        }
-        shot = self.send("Page.captureScreenshot", format="png", clip=clip, captureBeyondViewport=True)
+        # a viewport as tall as the element, scrolled to it: laid out and painted as a reader sees it
+        width, height = self.evaluate(
+            f"[innerWidth, Math.max(innerHeight, {found}.offsetHeight + {2 * margin})]"
+        )
+        self.send(
+            "Emulation.setDeviceMetricsOverride",
+            width=width,
+            height=min(height, 16_000),
+            deviceScaleFactor=1,
+            mobile=False,
+        )
+        try:
+            # let the page lay out, decode its images and paint at that size before the capture
+            self.evaluate(
+                "Promise.all([...document.images].map(i => i.decode().catch(() => null)))"
+                ".then(() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r))))"
+            )
+            self.evaluate(f"{found}.scrollIntoView({{block: 'center'}})")
+            box = self.evaluate(
+                f"(() => {{ const r = {found}.getBoundingClientRect();"
+                " return {x: r.left + scrollX, y: r.top + scrollY, width: r.width, height: r.height}; })()"
+            )
+            clip = {
+                "x": max(box["x"] - margin, 0),
+                "y": max(box["y"] - margin, 0),
+                "width": box["width"] + 2 * margin,
+                "height": box["height"] + 2 * margin,
+                "scale": 1,
+            }
+            shot = self.send("Page.captureScreenshot", format="png", clip=clip)
+        finally:
+            self.send("Emulation.clearDeviceMetricsOverride")
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_bytes(base64.b64decode(shot["data"]))
 

@@ -42,6 +42,13 @@ def test_committed_notebook_is_a_clean_source(path):
     assert "SMOKE = False" in next(c.source for c in nb.cells if "parameters" in c.metadata.get("tags", []))
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_code_lines_fit_the_code_column_of_github_and_the_site(path):
+    cells = nbformat.read(path, as_version=4).cells
+    long = [line for c in cells if c.cell_type == "code" for line in c.source.splitlines() if len(line) > 88]
+    assert not long, f"{len(long)} code lines over 88 characters, the first: {long[0]!r}"
+
+
 @pytest.mark.notebook
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_runs_in_the_smoke_profile(path, tmp_path, monkeypatch, mirror):

@@ -130,6 +130,10 @@ def test_the_root_points_at_the_index_which_links_every_notebook(site, browser):
     links = browser.evaluate("[...document.querySelectorAll('a')].map(a => a.getAttribute('href'))")
     for notebook in NOTEBOOKS:
         assert f"../notebooks/{notebook.stem}.html" in links
+    # a teacher's landing page: the order of study as a table, the repository, a link for each reference
+    assert browser.evaluate("document.querySelectorAll('article table tbody tr').length") == len(NOTEBOOKS)
+    assert "https://github.com/vae-step-by-step/vae-notebooks" in links
+    assert len([link for link in links if link.startswith("https://arxiv.org/abs/")]) >= 5
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[nb.stem for nb in NOTEBOOKS])

@@ -45,9 +45,9 @@ def badge_cell(notebook: str, address: str, tag: str):
 def setup_cell(address: str, tag: str):
     """The first code cell: on Colab only, pip-installs this package from ``address`` at ``tag``."""
     cell = nbformat.v4.new_code_cell(
-        "# Colab only: install vae_utils, the package these notebooks share, at the release they were\n"
-        "# written for. It brings no Keras backend, so Colab's TensorFlow and JAX stay as they are; data,\n"
-        "# results and figures go under the working directory.\n"
+        "# Colab only: install vae_utils, the package these notebooks share, at the release\n"
+        "# they were written for. It brings no Keras backend, so Colab's TensorFlow and JAX\n"
+        "# stay as they are; data, results and figures go under the working directory.\n"
         "import sys\n"
         "\n"
         'if "google.colab" in sys.modules:\n'
