@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from vae_utils import models, repro, run
+from vae_utils import models, publish, repro, run
 
 SHAPE = (4, 4)
 
@@ -100,7 +100,7 @@ def test_a_notebook_shows_the_figure_file_it_published_whatever_the_callers_back
     images = [
         o for o in nbformat.read(source, as_version=4).cells[-1].outputs if "image/png" in o.get("data", {})
     ]
-    saved = [o for o in images if o.metadata.get(run.FIGURE_KEY) == "01_demo_curve.png"]
+    saved = [o for o in images if o.metadata.get(publish.FIGURE_KEY) == "01_demo_curve.png"]
     assert len(saved) == 1 and len(images) == 2, (
         "the saved figure once, as its file, and the plain plot inline"
     )
@@ -126,7 +126,7 @@ def test_consecutive_prints_are_merged_into_one_output_per_stream():
     outputs = [nbformat.v4.new_output("stream", name="stdout", text=t) for t in ("a\n", "b\n")]
     outputs += [nbformat.v4.new_output("stream", name="stderr", text="w\n")]
     outputs += [nbformat.v4.new_output("stream", name="stdout", text="c\n")]
-    merged = run.merge_streams(outputs)
+    merged = publish.merge_streams(outputs)
     assert [(o.name, o.text) for o in merged] == [("stdout", "a\nb\n"), ("stderr", "w\n"), ("stdout", "c\n")]
 
 

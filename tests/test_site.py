@@ -15,7 +15,7 @@ import nbformat
 import papermill
 import pytest
 
-from vae_utils import run
+from vae_utils import publish, run
 
 from .browser import Browser
 
@@ -198,7 +198,7 @@ def test_the_committed_notebook_shows_each_saved_figure_as_github_does(notebook)
     embedded = {}
     for cell in nbformat.read(notebook, as_version=4).cells:
         for output in cell.get("outputs", []):
-            name = output.get("metadata", {}).get(run.FIGURE_KEY)
+            name = output.get("metadata", {}).get(publish.FIGURE_KEY)
             if name and "image/png" in output.get("data", {}):
                 embedded[name] = output["data"]["image/png"]
     for figure in expected_figures(notebook):

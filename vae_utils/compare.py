@@ -28,7 +28,7 @@ from matplotlib.ticker import FixedLocator, NullFormatter, ScalarFormatter
 from . import home
 from .repro import write_text
 
-__all__ = ["PUBLISHED", "collect", "markdown_table", "plot", "published", "update_readme"]
+__all__ = ["PUBLISHED", "collect", "markdown_table", "plot", "published", "summarise_splits", "update_readme"]
 
 RESULTS_DIR = home.ROOT / "results"
 N_LABELLED = (100, 600, 1000, 3000)  # the columns of Kingma et al. (2014), Table 1
@@ -127,6 +127,24 @@ def _read(path: Path, profile: str | None) -> dict | None:
     return record["metrics"]
 
 
+def _check_errors(path: Path, key: str, errors: list) -> None:
+    if not all(0 <= e <= 100 for e in errors):
+        raise ValueError(f"{path}: metrics.{key}: expected test errors in [0, 100] %, found {errors}")
+
+
+def summarise_splits(errors: dict) -> dict[str, dict]:
+    """``{N: [error of each label split]}`` -> ``{"N": {"errors", "mean", "std"}}``, ``std`` the sample
+    standard deviation (0 for a single split, which has no spread). Introduced in notebook 05."""
+    return {
+        str(n): {
+            "errors": [float(e) for e in values],
+            "mean": float(np.mean(values)),
+            "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
+        }
+        for n, values in errors.items()
+    }
+
+
 def _per_n_rows(path: Path, methods: dict[str, str], profile: str | None) -> list[dict]:
     """Rows from a file that holds ``{method: {"<N>": {"errors": [...], "mean": m, "std": s}}}``."""
     metrics = _read(path, profile)
@@ -155,6 +173,12 @@ def _per_n_rows(path: Path, methods: dict[str, str], profile: str | None) -> lis
             )
             if not ok:
                 raise _malformed(path, expected, {n: entry})
+            _check_errors(path, f"{method}.{n}", entry["errors"])
+            if not math.isclose(entry["mean"], np.mean(entry["errors"]), rel_tol=1e-9, abs_tol=1e-9):
+                raise ValueError(
+                    f"{path}: metrics.{method}.{n}: mean {entry['mean']} is not the mean of its errors "
+                    f"{entry['errors']} ({np.mean(entry['errors'])})"
+                )
             n_seeds = len(entry["errors"])
             rows.append(_row(method, label, int(n), entry["mean"], entry["std"], n_seeds, source))
     return rows
@@ -187,6 +211,7 @@ def _per_split_rows(directory: Path, profile: str | None) -> list[dict]:
             entry = metrics[method]
             if not (isinstance(entry, dict) and _is_number(entry.get("test_error"))):
                 raise _malformed(path, f'metrics.{method} as {{"test_error": <number>, ...}}', entry)
+            _check_errors(path, method, [entry["test_error"]])
             errors.setdefault((method, n), {})[seed] = float(entry["test_error"])
     source = f"ours, notebook {directory.name[:2]}"
     rows = []

@@ -31,7 +31,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from . import home, losses
-from .run import FIGURE_KEY, STAGING_ENV, VARIANT_ENV, output_base, variant_tag
+from .publish import FIGURE_KEY
+from .run import STAGING_ENV, VARIANT_ENV, output_base, variant_tag
 
 __all__ = [
     "Checkpoints",
@@ -133,10 +134,14 @@ def write_json(path: Path, payload: dict) -> Path:
 
 
 def _check_finite(metrics, prefix: str = "") -> None:
-    """Refuse NaN and infinity anywhere in ``metrics`` (nested dicts, lists, arrays), naming the key."""
+    """Refuse NaN and infinity anywhere in ``metrics`` (nested dicts, lists, arrays), and keys that are not
+    strings, naming the key."""
     if isinstance(metrics, dict):
         for key, value in metrics.items():
-            _check_finite(value, f"{prefix}.{key}" if prefix else str(key))
+            name = f"{prefix}.{key}" if prefix else str(key)
+            if not isinstance(key, str):  # JSON would turn 1 into "1", and two keys into one
+                raise ValueError(f"metric key {name} is not a string ({key!r}): write str({key!r})")
+            _check_finite(value, name)
         return
     if isinstance(metrics, (list, tuple, np.ndarray)):
         for i, value in enumerate(np.asarray(metrics, dtype=object).reshape(-1)):
@@ -219,6 +224,8 @@ class Run:
     """
 
     def __init__(self, name: str, *, seed: int, smoke: bool, variant: dict | None = None):
+        if not isinstance(name, str) or not re.fullmatch(r"[0-9A-Za-z][0-9A-Za-z_-]*", name):
+            raise ValueError(f"a run's name is a notebook's name (letters, digits, _ and -), found {name!r}")
         self.name = name
         # a run of a sweep (python -m vae_utils.run --sweep ...): its parameters name its files
         swept = json.loads(os.environ.get(VARIANT_ENV) or "{}")
@@ -287,7 +294,7 @@ class Run:
         plt.close(fig)  # shown once, as the file below, not a second time by an inline backend
         show_png(path.read_bytes(), path.name)
 
-    def save_metrics(self, metrics: dict, **extra) -> Path:
+    def save_metrics(self, metrics: dict) -> Path:
         """Save ``metrics`` as ``results/<name>.json`` with seed, profile, wall time and machine.
 
         A run of a sweep (``variant`` given) saves ``results/<name>/<tag>.json`` instead. Returns the
@@ -303,7 +310,6 @@ class Run:
             "wall_time_s": round(time.perf_counter() - self.started, 1),
             "metrics": metrics,
             **({"trainings": {k: ck.record() for k, ck in self.trainings.items()}} if self.trainings else {}),
-            **extra,
             **environment(),
             "reproduce": f"python -m vae_utils.run notebooks/{self.name}.ipynb --profile {self.profile}"
             + "".join(f" --sweep {name}={value}" for name, value in self.variant.items()),

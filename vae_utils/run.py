@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import glob
 import itertools
 import json
 import os
@@ -32,10 +31,16 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-import nbformat
 import papermill
 
 from . import home
+from .publish import (
+    check_figures_shown,
+    check_profiles,
+    clear_leftovers,
+    publish,
+    strip_executed,
+)
 
 ROOT = home.ROOT  # the checkout, or the working directory of an installed package
 
@@ -46,8 +51,6 @@ STAGING_DIR = ROOT / "build" / "staging"
 
 #: Environment variables the runner passes to a notebook's kernel (``repro.Run`` reads them).
 STAGING_ENV, VARIANT_ENV = "VAE_STAGING_DIR", "VAE_RUN_VARIANT"
-#: The key of a figure output's metadata naming the saved file it shows (``repro.Run.save_figure``).
-FIGURE_KEY = "vae_figure"
 #: Every kernel draws inline, whatever the caller's ``MPLBACKEND`` (``Agg`` would show no figure).
 INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
 #: Paths the kernel reads; made absolute before it starts, since it runs in ``notebooks/``.
@@ -79,7 +82,8 @@ def variant_tag(variant: dict) -> str:
 def parse_sweep(specs: list[str], parameters=None) -> list[dict]:
     """``["N=100,600", "SEED=0,1"]`` -> every combination as a dict of parameters, in order.
 
-    Values are Python literals where they parse as one (``100``, ``0.5``, ``True``), strings otherwise.
+    Values are numbers or Python literals where they parse as one (``100``, ``0x10``, ``0.5``, ``True``),
+    strings otherwise; two values that parse to the same one (``0`` and ``00``) are refused, as is ``SMOKE``.
     ``parameters``: the notebook's parameter names; a sweep over any other name is refused.
     """
     names, value_lists = [], []
@@ -91,6 +95,8 @@ def parse_sweep(specs: list[str], parameters=None) -> list[dict]:
             )
         if name in names:
             raise ValueError(f"parameter {name} is swept twice: give all its values in one --sweep")
+        if name == "SMOKE":
+            raise ValueError("SMOKE is set by the profile (--profile smoke or full), not by a sweep")
         if parameters is not None and name not in parameters:
             raise ValueError(
                 f"{name} is not a parameter of the notebook: expected one of {sorted(parameters)}"
@@ -100,8 +106,15 @@ def parse_sweep(specs: list[str], parameters=None) -> list[dict]:
             raise ValueError(f"a sweep value is empty in {spec!r}: expected NAME=V1,V2,... with none empty")
         if len(set(items)) != len(items):
             raise ValueError(f"a sweep value is repeated in {spec!r}: each run would overwrite another")
+        values = [_literal(v) for v in items]
+        for i, j in itertools.combinations(range(len(values)), 2):
+            if values[i] == values[j]:
+                raise ValueError(
+                    f"sweep values {items[i]!r} and {items[j]!r} of {name} name the same run "
+                    f"({name}={values[i]!r}): give each value once"
+                )
         names.append(name)
-        value_lists.append([_literal(v) for v in items])
+        value_lists.append(values)
     return [dict(zip(names, combo)) for combo in itertools.product(*value_lists)]
 
 
@@ -111,6 +124,13 @@ def notebook_parameters(notebook: Path) -> set[str]:
 
 
 def _literal(text: str):
+    """A sweep value as the notebook will see it: an integer (``007`` -> 7, ``0x10`` -> 16), a float
+    (``1e3``), another Python literal (``True``), else the string itself."""
+    for parse in (int, lambda t: int(t, 0), float):
+        try:
+            return parse(text)
+        except ValueError:
+            pass
     try:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError):
@@ -120,58 +140,6 @@ def _literal(text: str):
 def notebooks() -> list[Path]:
     """The notebooks in reading order."""
     return sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
-
-
-def _strip(path: Path) -> None:
-    """Drop execution counts and papermill's per-run metadata, and merge each cell's consecutive streams
-    into one output (one box per cell, not one per printed line), keeping the outputs."""
-    nb = nbformat.read(path, as_version=4)
-    nb.metadata.pop("papermill", None)
-    for cell in nb.cells:
-        cell.metadata.pop("papermill", None)
-        cell.metadata.pop("execution", None)
-        if cell.cell_type == "code":
-            cell.execution_count = None
-            cell.outputs = merge_streams(cell.outputs)
-            for output in cell.outputs:
-                if "execution_count" in output:
-                    output.execution_count = None
-    nbformat.write(nb, path)
-
-
-def merge_streams(outputs: list) -> list:
-    """Join each run of consecutive outputs of the same stream (stdout, stderr) into one output."""
-    merged = []
-    for output in outputs:
-        previous = merged[-1] if merged else None
-        if (
-            output.output_type == "stream"
-            and previous is not None
-            and previous.output_type == "stream"
-            and previous.name == output.name
-        ):
-            previous.text += output.text
-        else:
-            merged.append(output)
-    return merged
-
-
-def check_figures_shown(notebook: Path, figures: list[str]) -> None:
-    """Refuse an executed notebook that does not show each saved figure (by name) as an image."""
-    shown = {
-        output.get("metadata", {}).get(FIGURE_KEY)
-        for cell in nbformat.read(notebook, as_version=4).cells
-        if cell.cell_type == "code"
-        for output in cell.outputs
-        if "image/png" in output.get("data", {})
-    }
-    missing = sorted(set(figures) - shown)
-    if missing:
-        raise RuntimeError(
-            f"the run saved {missing} but its notebook shows no image of them (expected an image output "
-            f"whose metadata {FIGURE_KEY!r} names each file, as repro.Run.save_figure displays it): "
-            "a reader would see no figure, so nothing was published"
-        )
 
 
 @contextmanager
@@ -209,28 +177,6 @@ def _terminate_as_interrupt():
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-def _publish(staging: Path, base: Path, notebook_tmp: Path, target: Path, full: bool) -> None:
-    """Move the staged metrics and figures under ``base`` and the executed notebook to ``target``.
-
-    A full run also removes the published figures of the same notebook run (same name and variant) that
-    it did not make again, so that ``figures/`` holds one run's figures, not a mix of runs.
-    """
-    staged = sorted(p for p in staging.rglob("*") if p.is_file() and p.name != "run.json")
-    manifest = staging / "run.json"
-    if full and manifest.exists():
-        prefix = json.loads(manifest.read_text())["figure_prefix"]  # "<name>" or "<name>__<tag>"
-        made = {p.name for p in staged if p.parent.name == "figures"}
-        for old in (base / "figures").glob(f"{glob.escape(prefix)}_*.png"):
-            another_variant = "__" not in prefix and old.name.startswith(f"{prefix}__")
-            if old.name not in made and not another_variant:
-                old.unlink()
-    for path in staged:
-        destination = base / path.relative_to(staging)
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(path, destination)
-    os.replace(notebook_tmp, target)
 
 
 def execute(
@@ -272,14 +218,13 @@ def execute(
         target = Path(output_dir) / notebook.name if output_dir else notebook
     target.parent.mkdir(parents=True, exist_ok=True)
     STAGING_DIR.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f"{notebook.stem}.", dir=STAGING_DIR))
+    clear_leftovers(STAGING_DIR, target.parent)
+    pid = os.getpid()  # in the temporary names, so that the next run can tell a dead run's leftovers
+    staging = Path(tempfile.mkdtemp(prefix=f"{notebook.stem}.{pid}.", dir=STAGING_DIR))
     variant = {k: v for k, v in parameters.items() if k != "SMOKE"} if tag is not None else {}
     env = {STAGING_ENV: str(staging), VARIANT_ENV: json.dumps(variant), "MPLBACKEND": INLINE_BACKEND}
     # Execute into a temporary file beside the target: a failed run leaves the target untouched.
-    fd, tmp = tempfile.mkstemp(prefix=f".{notebook.stem}.", suffix=".ipynb", dir=target.parent)
-    mask = os.umask(0)
-    os.umask(mask)
-    os.fchmod(fd, 0o666 & ~mask)  # mkstemp makes 0600; the published notebook is read like any other file
+    fd, tmp = tempfile.mkstemp(prefix=f".{notebook.stem}.{pid}.", suffix=".ipynb", dir=target.parent)
     os.close(fd)
     try:
         with _terminate_as_interrupt(), _kernel_environment(env):
@@ -293,9 +238,10 @@ def execute(
                 log_output=not sys.stderr.isatty(),
             )
             if profile == "full":
-                _strip(Path(tmp))
+                strip_executed(Path(tmp))
             check_figures_shown(Path(tmp), [p.name for p in (staging / "figures").glob("*.png")])
-            _publish(staging, output_base(profile), Path(tmp), target, full=profile == "full")
+            check_profiles(staging, output_base(profile), profile)
+            publish(staging, output_base(profile), Path(tmp), target, full=profile == "full")
     finally:
         Path(tmp).unlink(missing_ok=True)
         shutil.rmtree(staging, ignore_errors=True)
