@@ -10,6 +10,7 @@ import tempfile
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
@@ -245,3 +246,59 @@ def test_the_error_names_the_file(tmp_path):
     (tmp_path / "07_baselines_and_comparison.json").write_text(json.dumps(record))
     with pytest.raises(ValueError, match=re.escape(str(tmp_path / "07_baselines_and_comparison.json"))):
         compare.collect(tmp_path)
+
+
+# --- public functions refuse what they cannot use, naming it ------------------------------------------
+
+
+def test_bits_per_dim_refuses_negative_log_likelihoods_passed_as_log_likelihoods():
+    from vae_utils import evaluate
+
+    with pytest.raises(ValueError, match=r"found 50: negative log-likelihoods \(losses\) passed by mistake"):
+        evaluate.bits_per_dim([50.0, 20.0], 784)
+    assert evaluate.bits_per_dim([-50.0, -20.0], 784) == pytest.approx(35 / (784 * np.log(2)))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_a_path_between_codes_refuses_nan_and_infinity(bad):
+    from vae_utils import latent
+
+    for path in (latent.lerp, latent.slerp):
+        with pytest.raises(ValueError, match="z1 holds NaN or infinite values"):
+            path(np.zeros(3), np.array([1.0, bad, 0.0]), 5)
+
+
+def test_image_grids_refuse_nan_pixels_and_8_bit_values_they_would_draw_white():
+    import matplotlib.pyplot as plt
+
+    from vae_utils import plotting
+
+    with pytest.raises(ValueError, match=r"integers up to 255 \(8-bit images\? divide them by 255\)"):
+        plotting.image_grid(np.full((2, 4, 4), 255, dtype=np.uint8))
+    with pytest.raises(ValueError, match="NaN or infinite pixels"):
+        plotting.image_grid(np.full((2, 4, 4), np.nan))
+    with pytest.raises(ValueError, match="n must be an integer >= 1, found 0"):
+        plotting.latent_manifold(lambda z: np.zeros((len(z), 4, 4)), n=0, image_shape=(4, 4))
+    plt.close("all")
+
+
+def test_a_labelled_split_of_no_labels_is_refused_with_its_reason():
+    from vae_utils import data
+
+    with pytest.raises(ValueError, match="y is empty"):
+        data.labelled_split(np.array([], dtype=int), 10, seed=0)
+
+
+@pytest.mark.parametrize("kind", ["pandas", "jax"])
+def test_nan_inside_a_pandas_series_or_a_jax_array_is_refused_naming_the_key(demo_run, kind):
+    values = [1.0, np.nan]
+    if kind == "pandas":
+        import pandas as pd
+
+        array = pd.Series(values)
+    else:
+        import jax.numpy as jnp  # installed with the package's cpu extra, as in CI
+
+        array = jnp.array(values)
+    with pytest.raises(ValueError, match=r"metric model.errors\[1\] is nan"):
+        demo_run.save_metrics({"model": {"errors": array}})

@@ -6,9 +6,10 @@ VAE), ``m2`` (Kingma et al.'s semi-supervised M2: its networks, objective and ba
 pixels), ``training`` (compile and fit with the cosine Adam, a stop on divergence, checkpoints),
 ``evaluate`` (ELBO, IWAE estimate, bits/dim), ``latent`` (interpolation and traversal in
 latent space), ``plotting`` (figures), ``repro`` (seeding, metrics, figures and checkpoints of a run),
-``run`` (the papermill runner), ``publish`` (an executed notebook's outputs checked and published
-with its metrics and figures as one transaction), ``compare`` (the semi-supervised table), ``checks`` (argument checks) and
-``home`` (where runs read and write: the checkout, or the working directory of an installed package).
+``run`` (the papermill runner), ``publish`` (an executed notebook's outputs checked and published with
+its metrics and figures as one transaction), ``compare`` (the semi-supervised table), ``checks``
+(argument checks) and ``home`` (where runs read and write: the checkout, or the working directory of an
+installed package).
 """
 
 __version__ = "0.1.0"

@@ -167,6 +167,11 @@ def bits_per_dim(log_likelihood, num_dims):
             "log_likelihood must be a non-empty array of finite values in nats, found "
             + ("an empty array" if log_likelihood.size == 0 else "NaN or infinite values")
         )
+    if np.any(log_likelihood > 0):
+        raise ValueError(
+            "log_likelihood must be log-probabilities, <= 0 nats for discrete data, found "
+            f"{log_likelihood.max():.4g}: negative log-likelihoods (losses) passed by mistake?"
+        )
     return -float(np.mean(log_likelihood)) / (num_dims * math.log(2.0))
 
 

@@ -17,6 +17,8 @@ def _code(z, name):
     z = np.asarray(z, dtype=np.float64)
     if z.ndim != 1:
         raise ValueError(f"{name} must be one latent code of shape (d,), found shape {z.shape}")
+    if not np.all(np.isfinite(z)):
+        raise ValueError(f"{name} holds NaN or infinite values: expected a finite latent code")
     return z
 
 

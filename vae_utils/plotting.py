@@ -32,6 +32,13 @@ __all__ = [
 def _as_images(images, batch_axes=1):
     """Drop a single grey channel; check for ``batch_axes`` leading axes, then ``(h, w)`` or ``(h, w, 3)``."""
     images = np.asarray(images)
+    if images.size and np.issubdtype(images.dtype, np.integer) and images.max() > 1:
+        raise ValueError(
+            f"expected pixel values in [0, 1], found integers up to {images.max()} "
+            "(8-bit images? divide them by 255)"
+        )
+    if images.size and np.issubdtype(images.dtype, np.floating) and not np.all(np.isfinite(images)):
+        raise ValueError("the images hold NaN or infinite pixels: expected values in [0, 1]")
     batch = "(n, " if batch_axes == 1 else "(rows, cols, "
     if images.ndim == batch_axes + 3 and images.shape[-1] == 1:
         images = images[..., 0]
@@ -147,6 +154,7 @@ def latent_manifold(decode, n=20, image_shape=(28, 28), scale=0.5):
     ``decode`` maps an array of shape ``(m, 2)`` to images of ``image_shape`` with values in [0, 1].
     Introduced in notebook 01.
     """
+    n = positive_int("n", n)
     quantiles = norm.ppf(np.linspace(0.5 / n, 1 - 0.5 / n, n))
     z1, z2 = np.meshgrid(quantiles, quantiles[::-1])  # z2 grows upwards, as on a plot's y axis
     z = np.stack([z1.ravel(), z2.ravel()], axis=-1).astype("float32")

@@ -143,6 +143,8 @@ def _check_finite(metrics, prefix: str = "") -> None:
                 raise ValueError(f"metric key {name} is not a string ({key!r}): write str({key!r})")
             _check_finite(value, name)
         return
+    if hasattr(metrics, "__array__") and not isinstance(metrics, np.ndarray | np.generic):  # JAX, pandas
+        metrics = np.asarray(metrics)
     if isinstance(metrics, (list, tuple, np.ndarray)):
         for i, value in enumerate(np.asarray(metrics, dtype=object).reshape(-1)):
             _check_finite(value, f"{prefix}[{i}]")

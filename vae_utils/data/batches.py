@@ -46,6 +46,8 @@ def labelled_split(y: np.ndarray, n_labelled: int, seed: int) -> tuple[np.ndarra
             f"y must hold integer class labels of shape (n,), found {y.dtype} of shape {y.shape}"
             + (" (one-hot rows? pass y.argmax(axis=1))" if y.ndim == 2 else "")
         )
+    if len(y) == 0:
+        raise ValueError("y is empty: expected the class labels of the examples to split")
     classes, counts = np.unique(y, return_counts=True)
     if isinstance(n_labelled, bool) or not isinstance(n_labelled, (int, np.integer)):
         raise TypeError(f"n_labelled must be an integer, found {type(n_labelled).__name__}")
