@@ -43,7 +43,7 @@ if not (_mathjax / "tex-mml-chtml.js").is_file():
         "tex-mml-chtml.js): run make site, which unpacks it from the npm package mathjax"
     )
 html_static_path = [str(_mathjax.parent), "_static"]  # mathjax/ (unpacked by make) and our CSS
-html_css_files = ["tables.css"]
+html_css_files = ["notebooks.css"]
 html_extra_path = ["_extra"]  # index.html at the site's root, pointing at docs/index.html
 mathjax_path = f"{_mathjax.name}/tex-mml-chtml.js"
 html_favicon = "_static/favicon.svg"  # also spares every page a request for /favicon.ico that fails

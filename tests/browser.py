@@ -118,14 +118,16 @@ class Browser:
             raise RuntimeError(f"{expression[:80]}: {result['exceptionDetails'].get('text')}")
         return result["result"].get("value")
 
-    def screenshot(self, path: Path, selector: str, margin: int = 16) -> None:
-        """A PNG of the first element matching ``selector``, with a margin around it."""
+    def screenshot(self, path: Path, selector: str, margin: int = 16, max_height: int = 6000) -> None:
+        """A PNG of the first element matching ``selector``, with a margin around it; of its top
+        ``max_height`` pixels where it is taller."""
         found = f"document.querySelector({json.dumps(selector)})"
         if not self.evaluate(f"{found} !== null"):
             raise LookupError(f"no element matches {selector!r}")
         # a viewport as tall as the element, scrolled to it: laid out and painted as a reader sees it
         width, height = self.evaluate(
-            f"[innerWidth, Math.max(innerHeight, {found}.offsetHeight + {2 * margin})]"
+            f"[innerWidth, Math.max(innerHeight,"
+            f" Math.min({found}.offsetHeight, {max_height}) + {3 * margin})]"
         )
         self.send(
             "Emulation.setDeviceMetricsOverride",
@@ -140,7 +142,7 @@ class Browser:
                 "Promise.all([...document.images].map(i => i.decode().catch(() => null)))"
                 ".then(() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r))))"
             )
-            self.evaluate(f"{found}.scrollIntoView({{block: 'center'}})")
+            self.evaluate(f"{found}.scrollIntoView({{block: 'start'}}); scrollBy(0, -{margin})")
             box = self.evaluate(
                 f"(() => {{ const r = {found}.getBoundingClientRect();"
                 " return {x: r.left + scrollX, y: r.top + scrollY, width: r.width, height: r.height}; })()"
@@ -149,7 +151,7 @@ class Browser:
                 "x": max(box["x"] - margin, 0),
                 "y": max(box["y"] - margin, 0),
                 "width": box["width"] + 2 * margin,
-                "height": box["height"] + 2 * margin,
+                "height": min(box["height"], max_height) + 2 * margin,
                 "scale": 1,
             }
             shot = self.send("Page.captureScreenshot", format="png", clip=clip)

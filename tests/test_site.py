@@ -179,7 +179,7 @@ def test_screenshots_of_what_a_reader_sees_are_kept(site, browser):
     """The page's top, 03's horse-to-car interpolation and 07's table, in build/site-screenshots/."""
     interpolation = ROOT / "figures" / "03_cifar_horse_car_interpolation_all_horse_to_car.png"
     shots = {
-        "01_vae_mnist": [("01_vae_mnist_top", "article")],
+        "01_vae_mnist": [("01_vae_mnist", "article")],
         "03_cifar_horse_car_interpolation": [
             ("03_cifar_horse_car_interpolation", f'img[src$="{_sha(interpolation.read_bytes())}.png"]')
         ],

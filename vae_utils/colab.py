@@ -1,8 +1,8 @@
 """Open the notebooks on Colab: ``python -m vae_utils.colab`` writes, from ``pyproject.toml``, each notebook's
 "Open in Colab" badge and its Colab set-up cell (the repository's address and the release tag ``v<version>``).
 
-The badge cell is tagged ``remove-cell``: the site has the theme's own launch button (``docs/conf.py`` reads
-the same address and tag). The set-up cell does nothing outside Colab.
+Both cells are tagged ``remove-cell``: the site shows neither, and has the theme's own launch button
+(``docs/conf.py`` reads the same address and tag). The set-up cell does nothing outside Colab.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def setup_cell(address: str, tag: str):
         f'    PACKAGE = "vae-utils @ git+{address}@{tag}"\n'
         '    subprocess.run([sys.executable, "-m", "pip", "install", "-q", PACKAGE], check=True)'
     )
-    cell.metadata = {KEY: "setup"}
+    cell.metadata = {KEY: "setup", "tags": ["remove-cell"]}  # the site has its own launch button
     cell.id = "colab-setup"
     return cell
 
