@@ -80,7 +80,21 @@ def test_notebook_runs_in_the_smoke_profile(path, tmp_path, monkeypatch, mirror)
     # deterministic cells (shapes, parameter counts) must print what the committed full run printed
     committed = _checked_outputs(nbformat.read(path, as_version=4))
     smoke = _checked_outputs(nbformat.read(executed, as_version=4))
+    compare_checked_outputs(committed, smoke)
+
+
+def compare_checked_outputs(committed: dict, smoke: dict) -> None:
+    """Every deterministic cell printed something in the committed run, and the smoke run prints the same."""
     assert smoke.keys() == committed.keys()
     for source, text in committed.items():
-        if text:  # a notebook committed before its first full run has no outputs to compare
-            assert smoke[source] == text, f"output of {source.splitlines()[1]!r} changed"
+        assert text, f"the committed notebook shows nothing for {source.splitlines()[1]!r}: run it in full"
+        assert smoke[source] == text, f"output of {source.splitlines()[1]!r} changed"
+
+
+def test_a_deterministic_cell_committed_without_output_fails_the_comparison():
+    cell = "# NBVAL_CHECK_OUTPUT\nprint(model.count_params())"
+    compare_checked_outputs({cell: "1,234\n"}, {cell: "1,234\n"})
+    with pytest.raises(AssertionError, match="shows nothing"):
+        compare_checked_outputs({cell: ""}, {cell: "1,234\n"})
+    with pytest.raises(AssertionError, match="changed"):
+        compare_checked_outputs({cell: "1,234\n"}, {cell: "1,235\n"})

@@ -13,13 +13,27 @@ TEACHING_MODULES = ("models", "losses", "evaluate", "latent", "plotting", "pixel
 NOTE = re.compile(r"(Introduced|[Ww]ritten out) in notebook (\d\d)\b")
 
 
-def _code(number):
+def _cells(number):
     (path,) = [p for p in run.notebooks() if p.name.startswith(f"{number}_")]
     cells = json.loads(path.read_text())["cells"]
-    return "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+    return ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
 
 
-CODE = {p.name[:2]: _code(p.name[:2]) for p in run.notebooks()}
+CELLS = {p.name[:2]: _cells(p.name[:2]) for p in run.notebooks()}
+CODE = {number: "\n".join(cells) for number, cells in CELLS.items()}
+
+
+def written_out(cells: list[str], module_name: str, name: str) -> bool:
+    """The notebook writes ``module.name`` out: it defines a function or class of that name, or a cell of
+    it checks ``module.name`` against a function or class the notebook defines (under its own name)."""
+    code = "\n".join(cells)
+    if re.search(rf"^(?:def|class) {name}\b", code, re.M):
+        return True
+    own = re.findall(r"^(?:def|class) (\w+)", code, re.M)
+    return any(
+        re.search(rf"\b{module_name}\.{name}\b", cell) and any(re.search(rf"\b{o}\b", cell) for o in own)
+        for cell in cells
+    )
 
 
 def _public(module_name):
@@ -43,6 +57,17 @@ def test_the_docstring_names_the_notebook_that_introduces_it(module_name, name, 
     used = [nb for nb, code in sorted(CODE.items()) if re.search(rf"\b{module_name}\.{name}\b", code)]
     assert not used or number <= used[0], f"{module_name}.{name}: named {number}, used first in {used[0]}"
     if how.lower() == "written out":
-        defined = re.search(rf"^(?:def|class) {name}\b", CODE[number], re.M)
-        checked = re.search(rf"\b{module_name}\.{name}\b", CODE[number])
-        assert defined or checked, f"notebook {number} neither writes out nor calls {module_name}.{name}"
+        assert written_out(CELLS[number], module_name, name), f"notebook {number} does not write out {name}"
+
+
+def test_a_notebook_that_only_calls_a_function_does_not_write_it_out():
+    called = ["from vae_utils import losses", "kl = losses.gaussian_kl(mu, log_var)"]
+    assert not written_out(called, "losses", "gaussian_kl")
+    assert written_out([*called, "def gaussian_kl(mu, log_var):\n    return 0"], "losses", "gaussian_kl")
+    own = [
+        "def kl(mu, log_var):\n    return 0",
+        "np.testing.assert_allclose(kl(m, v), losses.gaussian_kl(m, v))",
+    ]
+    assert written_out(own, "losses", "gaussian_kl")
+    apart = ["def kl(mu, log_var):\n    return 0", "kl(m, v)", "losses.gaussian_kl(m, v)"]
+    assert not written_out(apart, "losses", "gaussian_kl")
