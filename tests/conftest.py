@@ -3,11 +3,15 @@
 import functools
 import http.server
 import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
 import matplotlib
+import nbformat
 import pytest
+from nbformat.v4 import new_code_cell, new_notebook
 
 matplotlib.use("Agg")
 
@@ -130,3 +134,23 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.section("notebook smoke times")
         for name, seconds in NOTEBOOK_TIMES.items():
             terminalreporter.write_line(f"{name}: {seconds:.1f} s")
+
+
+@pytest.fixture(scope="session")
+def wheel(tmp_path_factory) -> Path:
+    """A wheel of this package, built once (no dependencies, no build isolation: it needs no network)."""
+    out = tmp_path_factory.mktemp("wheel")
+    command = [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation"]
+    subprocess.run([*command, "-w", out, ROOT], check=True, capture_output=True, cwd=out)
+    (built,) = out.glob("vae_utils-*.whl")
+    return built
+
+
+def write_notebook(path, body, params="SMOKE = False\nEPOCHS = 50"):
+    """A two-cell notebook: a cell tagged ``parameters`` holding ``params``, then ``body``."""
+    cell = new_code_cell(params)
+    cell.metadata["tags"] = ["parameters"]
+    nb = new_notebook(cells=[cell, new_code_cell(body)])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+    return path

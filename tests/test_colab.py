@@ -63,28 +63,11 @@ def test_a_release_address_that_is_not_a_github_repository_is_refused(tmp_path):
 
 
 def test_on_colab_the_setup_cell_installs_the_package_alone_and_runs_write_under_the_working_directory(
-    tmp_path,
+    tmp_path, wheel
 ):
     """The set-up cell, run with a stand-in ``google.colab`` module in a fresh environment that already has
     the dependencies (as Colab has TensorFlow, JAX and the rest), installs a wheel of this package and
     nothing else; the installed package then reads and writes under the working directory."""
-    wheels = tmp_path / "wheels"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "-w",
-            wheels,
-            ROOT,
-        ],
-        check=True,
-    )
-    [wheel] = wheels.glob("vae_utils-*.whl")
     env_dir = tmp_path / "colab"
     subprocess.run([sys.executable, "-m", "venv", env_dir], check=True)
     python = env_dir / "bin" / "python"

@@ -14,20 +14,12 @@ import keras
 import nbformat
 import numpy as np
 import pytest
-from nbformat.v4 import new_code_cell, new_notebook
 
 from vae_utils import models, publish, repro, run
 
+from .conftest import write_notebook
+
 SHAPE = (4, 4)
-
-
-def _notebook(path, body, params="SMOKE = False\nEPOCHS = 50"):
-    cell = new_code_cell(params)
-    cell.metadata["tags"] = ["parameters"]
-    nb = new_notebook(cells=[cell, new_code_cell(body)])
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, path)
-    return path
 
 
 SAVES = """
@@ -63,7 +55,7 @@ def _staging_left():
 
 @pytest.mark.notebook
 def test_a_run_that_fails_at_its_last_cell_publishes_none_of_its_figures_or_metrics(tmp_path, published):
-    source = _notebook(tmp_path / "01_demo.ipynb", SAVES + "\nraise RuntimeError('last cell failed')")
+    source = write_notebook(tmp_path / "01_demo.ipynb", SAVES + "\nraise RuntimeError('last cell failed')")
     before = source.read_text()
     with pytest.raises(Exception, match="last cell failed"):
         run.execute(source, "full")
@@ -78,7 +70,7 @@ def test_a_run_that_fails_at_its_last_cell_publishes_none_of_its_figures_or_metr
 def test_a_finished_run_publishes_its_figures_metrics_and_notebook_together(tmp_path, published):
     (published / "figures" / "01_demo_gone.png").write_text("a figure this run no longer makes")
     (published / "figures" / "01_demo__SEED=1_curve.png").write_text("another variant's figure")
-    source = _notebook(tmp_path / "01_demo.ipynb", SAVES)
+    source = write_notebook(tmp_path / "01_demo.ipynb", SAVES)
     run.execute(source, "full")
     assert (published / "figures" / "01_demo_curve.png").read_bytes().startswith(b"\x89PNG")
     assert json.loads((published / "results" / "01_demo.json").read_text())["metrics"] == {"epochs": 50}
@@ -95,7 +87,7 @@ def test_a_notebook_shows_the_figure_file_it_published_whatever_the_callers_back
 ):
     monkeypatch.setenv("MPLBACKEND", "Agg")  # as .ci/run sets it: the kernel must still draw inline
     body = SAVES.replace('matplotlib.use("Agg")\n', "") + "\nplt.plot([0, 1])  # a figure not saved"
-    source = _notebook(tmp_path / "01_demo.ipynb", body)
+    source = write_notebook(tmp_path / "01_demo.ipynb", body)
     run.execute(source, "full")
     images = [
         o for o in nbformat.read(source, as_version=4).cells[-1].outputs if "image/png" in o.get("data", {})
@@ -112,7 +104,7 @@ def test_a_notebook_shows_the_figure_file_it_published_whatever_the_callers_back
 def test_a_run_whose_notebook_does_not_show_a_saved_figure_publishes_nothing(tmp_path, published):
     # a figure written beside save_figure, so that no cell displays it
     body = SAVES + "\nfig.savefig(run.figures_dir / '01_demo_hidden.png')"
-    source = _notebook(tmp_path / "01_demo.ipynb", body)
+    source = write_notebook(tmp_path / "01_demo.ipynb", body)
     before = source.read_text()
     with pytest.raises(RuntimeError, match=r"saved \['01_demo_hidden.png'\] but its notebook shows no image"):
         run.execute(source, "full")
@@ -132,7 +124,7 @@ def test_consecutive_prints_are_merged_into_one_output_per_stream():
 
 @pytest.mark.notebook
 def test_every_run_of_a_sweep_saves_its_own_results_file(tmp_path, published):
-    source = _notebook(tmp_path / "01_demo.ipynb", SAVES)
+    source = write_notebook(tmp_path / "01_demo.ipynb", SAVES)
     assert run.main([str(source), "--profile", "full", "--sweep", "EPOCHS=2,3"]) == 0
     for epochs in (2, 3):
         record = json.loads((published / "results" / "01_demo" / f"EPOCHS={epochs}.json").read_text())
@@ -152,7 +144,7 @@ def test_every_run_of_a_sweep_saves_its_own_results_file(tmp_path, published):
 def test_a_sweep_over_an_unknown_name_or_an_empty_value_is_refused_before_anything_runs(
     tmp_path, capsys, sweep, message
 ):
-    source = _notebook(tmp_path / "01_demo.ipynb", "raise RuntimeError('must not run')")
+    source = write_notebook(tmp_path / "01_demo.ipynb", "raise RuntimeError('must not run')")
     with pytest.raises(SystemExit):
         run.main([str(source), "--profile", "full", "--sweep", sweep])
     assert re.search(message, capsys.readouterr().err)
@@ -161,7 +153,7 @@ def test_a_sweep_over_an_unknown_name_or_an_empty_value_is_refused_before_anythi
 @pytest.mark.notebook
 def test_without_a_profile_the_runner_does_a_smoke_run_and_output_dir_takes_everything(tmp_path, monkeypatch):
     monkeypatch.delenv("VAE_OUTPUT_DIR", raising=False)
-    source = _notebook(tmp_path / "01_demo.ipynb", SAVES + "\nprint('smoke' if SMOKE else 'full')")
+    source = write_notebook(tmp_path / "01_demo.ipynb", SAVES + "\nprint('smoke' if SMOKE else 'full')")
     before = source.read_text()
     out = tmp_path / "out"
     assert run.main([str(source), "--output-dir", str(out)]) == 0
@@ -176,7 +168,7 @@ def test_without_a_profile_the_runner_does_a_smoke_run_and_output_dir_takes_ever
 def test_a_relative_data_path_reaches_the_kernel_as_an_absolute_one(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("VAE_DATA_MIRROR", "relative/mirror")
-    source = _notebook(tmp_path / "01_demo.ipynb", "import os; print(os.environ['VAE_DATA_MIRROR'])")
+    source = write_notebook(tmp_path / "01_demo.ipynb", "import os; print(os.environ['VAE_DATA_MIRROR'])")
     out = run.execute(source, "smoke", output_dir=tmp_path / "out")
     printed = nbformat.read(out, as_version=4).cells[-1].outputs[0]["text"].strip()
     assert printed == str(tmp_path / "relative" / "mirror")
@@ -185,7 +177,7 @@ def test_a_relative_data_path_reaches_the_kernel_as_an_absolute_one(tmp_path, mo
 
 @pytest.mark.notebook
 def test_sigterm_stops_a_full_run_and_leaves_nothing_half_written(tmp_path, published):
-    source = _notebook(
+    source = write_notebook(
         tmp_path / "01_demo.ipynb", SAVES + "\nimport time\nprint('started', flush=True)\ntime.sleep(120)"
     )
     runner = subprocess.Popen(

@@ -109,26 +109,7 @@ def test_make_lab_serves_the_notebooks(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def wheel_metadata(tmp_path_factory):
-    out = tmp_path_factory.mktemp("wheel")
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "-w",
-            out,
-            ROOT,
-        ],
-        check=True,
-        capture_output=True,
-        cwd=out,
-    )
-    (wheel,) = out.glob("vae_utils-*.whl")
+def wheel_metadata(wheel):
     with zipfile.ZipFile(wheel) as archive:
         (name,) = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
         return archive.read(name).decode(), archive.namelist()

@@ -9,12 +9,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-import nbformat
 import numpy as np
 import pytest
-from nbformat.v4 import new_code_cell, new_notebook
 
 from vae_utils import compare, publish, repro, run
+
+from .conftest import write_notebook
 
 SAVES = """
 import matplotlib.pyplot as plt
@@ -25,13 +25,7 @@ run.save_metrics({"epochs": EPOCHS})
 """
 
 
-def _notebook(path, body, params="SMOKE = False\nEPOCHS = 50\nA = 0\nB = 0"):
-    cell = new_code_cell(params)
-    cell.metadata["tags"] = ["parameters"]
-    nb = new_notebook(cells=[cell, new_code_cell(body)])
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, path)
-    return path
+PARAMS = "SMOKE = False\nEPOCHS = 50\nA = 0\nB = 0"
 
 
 @pytest.fixture
@@ -54,7 +48,7 @@ def _snapshot(folder):
 
 
 def test_sweeping_smoke_is_refused_before_anything_runs(tmp_path, capsys, published):
-    source = _notebook(tmp_path / "01_demo.ipynb", "raise RuntimeError('must not run')")
+    source = write_notebook(tmp_path / "01_demo.ipynb", "raise RuntimeError('must not run')", PARAMS)
     before = _snapshot(published)
     with pytest.raises(SystemExit):
         run.main([str(source), "--profile", "full", "--sweep", "SMOKE=True"])
@@ -65,7 +59,7 @@ def test_sweeping_smoke_is_refused_before_anything_runs(tmp_path, capsys, publis
 @pytest.mark.notebook
 def test_a_full_run_whose_notebook_saved_smoke_results_publishes_nothing(tmp_path, published):
     # a notebook that ignores the profile it is run in
-    source = _notebook(tmp_path / "01_demo.ipynb", SAVES.replace("smoke=SMOKE", "smoke=True"))
+    source = write_notebook(tmp_path / "01_demo.ipynb", SAVES.replace("smoke=SMOKE", "smoke=True"), PARAMS)
     before = _snapshot(published)
     with pytest.raises(RuntimeError, match=r"results of profile 'smoke' from a full run"):
         run.execute(source, "full")
