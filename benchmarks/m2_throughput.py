@@ -17,9 +17,24 @@ Both use notebook 06's settings, those of the paper's code (``run_2layer_ssl.py`
 units and 200 minibatches (N = 1000: 5 + 245); latent dimension 50; the paper's objective with
 ``alpha = 0.1`` and the weight prior. An epoch walks the unlabelled examples once.
 
-Compilation is excluded: ``--warmup-steps`` steps of ``model.fit`` compile the train step, then
-``--steps`` steps of a second ``fit`` on the same batches are timed with ``time.perf_counter`` and scaled
-to one epoch. The timed steps include drawing the batches, which is part of a real epoch.
+Each workload is timed on two paths, with the same objective:
+
+``after``
+    notebook 06's: ``m2.encoder`` (``LabelledEncoder``: ``W_x x`` once per image, shared by the ten
+    classes) and ``training.fit``'s ``steps_per_execution`` set to one epoch, which on JAX runs the
+    epoch's steps as one compiled scan (``training.ScannedSteps``).
+``before``
+    an encoder that concatenates ``[x, y]`` (``W_x x`` computed once per class) and Keras's loop of one
+    compiled call per step.
+
+Compilation is excluded: a first epoch compiles, a second is timed with ``time.perf_counter`` (it
+includes drawing the batches, which is part of a real epoch).
+
+The floor is the time the workload's matrix products take at the machine's best float32 rate: every
+dense layer's product of the paper's computation, without the sharing (10 classes per unlabelled
+image), forward (M x K times K x N) and its two backward products, each timed with NumPy and with the
+backend on the same shapes; the faster library's total, times the steps of an epoch. The FLOPs are
+counted as 2 per multiply-add.
 
 Memory is the peak resident set size of the process that ran the workload (``ru_maxrss``): it includes
 the framework and MNIST, not only the model. Each (backend, workload) pair runs in a child process, as in
@@ -139,23 +154,86 @@ def semi_supervised_batches(workload: str, n_labelled: int, feature_dim: int):
     return model, batches
 
 
-def time_training(model, batches, steps: int, warmup_steps: int) -> dict:
+def concatenating_encoder(shape, hidden):
+    """q(z|x,y) as one dense layer on ``[x, y]``: the ``before`` path (``W_x x`` once per class)."""
+    import keras
+    from keras import layers
+
+    x = keras.Input(shape=shape)
+    y = keras.Input(shape=(N_CLASSES,))
+    h = layers.Concatenate()([layers.Flatten()(x), y])
+    for units in hidden:
+        h = layers.Dense(units, activation="softplus")(h)
+    return keras.Model([x, y], [layers.Dense(LATENT_DIM)(h), layers.Dense(LATENT_DIM)(h)])
+
+
+def time_epoch(model, batches, steps_per_execution: int) -> float:
+    """Seconds of the second of two epochs (the first compiles)."""
     import keras
 
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=LEARNING_RATE))
-    # The first fit traces and compiles the train step; the timed fit reuses the compiled function.
-    model.fit(batches, epochs=1, steps_per_epoch=warmup_steps, verbose=0)
+    model.compile(optimizer=keras.optimizers.Adam(LEARNING_RATE), steps_per_execution=steps_per_execution)
+    model.fit(batches, epochs=1, verbose=0)
     wait_for_device(model)
     start = time.perf_counter()
-    model.fit(batches, epochs=1, steps_per_epoch=steps, verbose=0)
+    model.fit(batches, epochs=1, verbose=0)
     wait_for_device(model)
-    seconds = time.perf_counter() - start
-    epoch = len(batches)
+    return time.perf_counter() - start
+
+
+def matmul_shapes(workload: str, n_labelled: int, feature_dim: int) -> list[tuple[int, int, int]]:
+    """(rows, inputs, outputs) of every dense layer's product in one step, without the sharing."""
+    settings = paper_settings(n_labelled)
+    (hidden,) = settings["hidden"]
+    data_dim = 784 if workload == "m2_pixels" else feature_dim
+    out_dim = 784 if workload == "m2_pixels" else 2 * feature_dim
+    labelled, unlabelled = settings["labelled_batch"], settings["unlabelled_batch"]
+    shapes = []
+    for rows in (labelled, unlabelled):  # q(y|x)
+        shapes += [(rows, data_dim, hidden), (rows, hidden, N_CLASSES)]
+    for rows in (labelled, N_CLASSES * unlabelled):  # q(z|x,y) and p(x|y,z), every class
+        shapes += [(rows, data_dim + N_CLASSES, hidden), (rows, hidden, 2 * LATENT_DIM)]
+        shapes += [(rows, LATENT_DIM + N_CLASSES, hidden), (rows, hidden, out_dim)]
+    return shapes
+
+
+def floor_seconds(shapes, repeats: int = 5) -> dict:
+    """Seconds of one step's products (forward and both backward ones) with NumPy and the backend."""
+    import keras
+    import numpy as np
+    from keras import ops
+
+    rng = np.random.default_rng(0)
+    products = []
+    for m, k, n in shapes:  # Y = X W; dX = dY W^T; dW = X^T dY
+        products += [(m, k, n), (m, n, k), (k, m, n)]
+    arrays = [
+        (rng.standard_normal((a, b), dtype=np.float32), rng.standard_normal((b, c), dtype=np.float32))
+        for a, b, c in products
+    ]
+    backend_arrays = [(ops.convert_to_tensor(a), ops.convert_to_tensor(b)) for a, b in arrays]
+    matmul = ops.matmul
+    if keras.backend.backend() == "jax":
+        import jax
+
+        matmul = jax.jit(ops.matmul)
+
+    def best(run, pairs):
+        for a, b in pairs[:3]:
+            ops.convert_to_numpy(run(a, b))  # warm up, compile
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            outs = [run(a, b) for a, b in pairs]
+            for out in outs:
+                ops.convert_to_numpy(out[:1, :1]) if hasattr(out, "shape") else None
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    flops = sum(2 * a * b * c for a, b, c in products)
     return {
-        "steps": steps,
-        "steps_per_epoch": epoch,
-        "seconds": seconds,
-        "seconds_per_epoch": seconds / steps * epoch,
+        "flops_per_step": flops,
+        "numpy_s": best(np.matmul, arrays),
+        "backend_s": best(matmul, backend_arrays),
     }
 
 
@@ -166,11 +244,27 @@ def child_main(args: argparse.Namespace) -> None:
     except (ImportError, OSError) as exc:  # OSError: a framework whose shared libraries are missing
         print(json.dumps({"status": "skipped", "reason": f"{type(exc).__name__}: {exc}"}))
         return
-    from vae_utils import repro
+    from vae_utils import m2, repro
 
     repro.seed_everything(0)
     model, batches = semi_supervised_batches(args.workload, args.n_labelled, args.feature_dim)
-    result = time_training(model, batches, args.steps, args.warmup_steps)
+    after = time_epoch(model, batches, steps_per_execution=len(batches))
+    shape = model.encoder.settings["input_shape"]
+    repro.seed_everything(0)
+    before_model = m2.SemiSupervisedVAE(
+        model.classifier,
+        concatenating_encoder(tuple(shape), model.encoder.settings["hidden"]),
+        model.decoder,
+        N_CLASSES,
+        n_labelled=model.n_labelled,
+        n_unlabelled=model.n_unlabelled,
+        seed=0,
+        likelihood=model.likelihood,
+    )
+    before = time_epoch(before_model, batches, steps_per_execution=1)
+    floor = floor_seconds(matmul_shapes(args.workload, args.n_labelled, args.feature_dim))
+    steps = len(batches)
+    floor_s = min(floor["numpy_s"], floor["backend_s"]) * steps
     print(
         json.dumps(
             {
@@ -178,7 +272,13 @@ def child_main(args: argparse.Namespace) -> None:
                 "backend": backend,
                 "workload": args.workload,
                 "peak_rss_mib": peak_rss_mib(),
-                **result,
+                "steps_per_epoch": steps,
+                "tflop_per_epoch": floor["flops_per_step"] * steps / 1e12,
+                "numpy_gflops": floor["flops_per_step"] / floor["numpy_s"] / 1e9,
+                "backend_gflops": floor["flops_per_step"] / floor["backend_s"] / 1e9,
+                "floor_s": floor_s,
+                "before_s": before,
+                "after_s": after,
             }
         )
     )
@@ -209,14 +309,18 @@ def child_command(workload: str, args: argparse.Namespace) -> list[str]:
 
 def result_row(result: dict) -> list[str]:
     if result["status"] != "ok":
-        return [result["backend"], result["workload"], *[result["status"]] * 5]
+        return [result["backend"], result["workload"], *[result["status"]] * 8]
+    floor = result["floor_s"]
     return [
         result["backend"],
         result["workload"],
-        str(result["steps"]),
-        f"{result['seconds']:.2f}",
-        str(result["steps_per_epoch"]),
-        f"{result['seconds_per_epoch']:.1f}",
+        f"{result['tflop_per_epoch']:.3f}",
+        f"{result['numpy_gflops']:.0f} / {result['backend_gflops']:.0f}",
+        f"{floor:.2f}",
+        f"{result['before_s']:.2f}",
+        f"{result['before_s'] / floor:.2f}x",
+        f"{result['after_s']:.2f}",
+        f"{result['after_s'] / floor:.2f}x",
         f"{result['peak_rss_mib']:.0f}",
     ]
 
@@ -226,9 +330,20 @@ def print_results(results: list[dict], args: argparse.Namespace) -> None:
     print_table(
         f"Training: model.fit, Adam, N = {args.n_labelled}: {settings['steps_per_epoch']} minibatches of "
         f"{settings['labelled_batch']} labelled + {settings['unlabelled_batch']} unlabelled, hidden "
-        f"{settings['hidden'][0]}; {args.warmup_steps} warm-up step(s) untimed, then the timed steps scaled "
-        "to 1 epoch",
-        ["backend", "workload", "steps timed", "time (s)", "steps/epoch", "s/epoch", PEAK_RSS_LABEL],
+        f"{settings['hidden'][0]}; one epoch compiles, the next is timed. Floor: the epoch's matrix "
+        "products at the faster library's rate on the same shapes (see the docstring)",
+        [
+            "backend",
+            "workload",
+            "TFLOP/epoch",
+            "GFLOP/s NumPy / backend",
+            "floor s",
+            "before s/epoch",
+            "before / floor",
+            "after s/epoch",
+            "after / floor",
+            PEAK_RSS_LABEL,
+        ],
         [result_row(r) for r in results],
         text_columns=2,
     )

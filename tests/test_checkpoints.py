@@ -1,7 +1,9 @@
 """Resumable training: an interrupted fit resumes from its last epoch, keeps its best epoch and its log."""
 
 import importlib
+import importlib.util
 import json
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -65,18 +67,30 @@ def test_an_interrupted_fit_resumes_and_logs_every_epoch_once(tmp_path):
     assert 100 * (1 - evaluate.accuracy(fresh, error.x, error.y)) == pytest.approx(best, abs=1e-6)
 
 
-def test_a_new_config_starts_afresh_and_a_fresh_run_drops_a_stale_log(tmp_path):
+def test_a_new_config_starts_afresh_and_a_finished_run_is_left_as_it_is(tmp_path):
     a = repro.Checkpoints(tmp_path, {"epochs": 2}, monitor="val_error")
     b = repro.Checkpoints(tmp_path, {"epochs": 3}, monitor="val_error")
     assert a.directory != b.directory
     model, batches, error = _setup()
     model.fit(batches, epochs=2, verbose=0, callbacks=[error, *a.callbacks()])
     a.finish(model)
-    log = a.log_path.read_text()
-    assert a.callbacks() == [] and a.log_path.read_text() == log, "a finished run's files must stay"
-    a.done_path.unlink()  # a run that logged its epochs but never finished: the next one starts afresh
-    model.fit(batches, epochs=2, verbose=0, callbacks=[error, *a.callbacks()])
-    assert len(a.history()["val_error"]) == 2, "a fresh run must not append to the log of an earlier one"
+    files = {p: p.read_bytes() for p in a.state_dir.iterdir()}
+    assert a.callbacks(epochs=2) == [], "a finished run is loaded, not trained again"
+    assert {p: p.read_bytes() for p in a.state_dir.iterdir()} == files, "a finished run's files must stay"
+    with pytest.raises(ValueError, match="holds 2 epochs and this run asks for 1"):
+        a.callbacks(epochs=1)
+
+
+def test_a_finished_training_asked_for_more_epochs_continues_where_it_stopped(tmp_path):
+    ckpt = repro.Checkpoints(tmp_path, {"learning_rate": 1e-2}, monitor="val_error")
+    model, batches, error = _setup()
+    model.fit(batches, epochs=2, verbose=0, callbacks=[error, *ckpt.callbacks(data=batches, epochs=2)])
+    ckpt.finish(model)
+    model, batches, error = _setup()
+    more = ckpt.callbacks(data=batches, epochs=4)
+    assert more and ckpt.status == "resumed after epoch 2"
+    history = model.fit(batches, epochs=4, verbose=0, callbacks=[error, *more])
+    assert len(history.history["loss"]) == 2 and len(ckpt.finish(model)["loss"]) == 4
 
 
 def test_finish_without_best_weights_says_what_is_missing(tmp_path):
@@ -98,14 +112,22 @@ def test_sample_gaussian_draws_around_the_mean_with_the_given_spread():
         m2.sample_gaussian(np.zeros((4, 3)), np.random.default_rng(0))
 
 
-def test_batches_apply_a_transform_to_every_draw():
+def test_batches_apply_a_transform_to_every_draw_and_depend_only_on_seed_epoch_and_index():
     stats = np.concatenate([np.zeros((40, 2)), np.zeros((40, 2))], axis=1).astype("float32")
     y = np.arange(10) % 2
     batches = m2.SemiSupervisedBatches(
         stats[:10], y, stats[10:], 5, 10, seed=0, binarize=False, n_classes=2, transform=m2.sample_gaussian
     )
-    first, again = batches[0]["x_unlabelled"], batches[0]["x_unlabelled"]
+    first, again = batches[0]["x_unlabelled"], batches[1]["x_unlabelled"]
     assert first.shape == (10, 2) and not np.allclose(first, again), "each draw must be a fresh sample"
+    np.testing.assert_array_equal(first, batches[0]["x_unlabelled"])
+    batches.on_epoch_end()
+    assert not np.allclose(first, batches[0]["x_unlabelled"]), "a new epoch draws anew"
+    resumed = m2.SemiSupervisedBatches(
+        stats[:10], y, stats[10:], 5, 10, seed=0, binarize=False, n_classes=2, transform=m2.sample_gaussian
+    )
+    resumed.epoch = 1
+    np.testing.assert_array_equal(resumed[1]["x_unlabelled"], batches[1]["x_unlabelled"])
     with pytest.raises(ValueError, match="binarize=False"):
         m2.SemiSupervisedBatches(stats[:10], y, stats[10:], 5, 10, seed=0, transform=m2.sample_gaussian)
 
@@ -135,24 +157,202 @@ def test_a_fit_without_validation_data_keeps_its_best_training_loss_and_logs_no_
     ckpt = repro.Checkpoints(tmp_path, {"epochs": 3}, monitor="loss")
     model, batches, _ = _setup()
     model.fit(batches, epochs=3, verbose=0, callbacks=ckpt.callbacks())
-    header = ckpt.log_path.read_text().splitlines()[0]
-    assert "val_loss" in header, "CSVLogger writes val_ columns of NA without validation data"
     log = ckpt.finish(model)
-    assert len(log["loss"]) == 3
+    assert len(log["loss"]) == 3 and "epoch_seconds" not in log
     assert not any(key.startswith("val_") for key in log), log.keys()
+    assert ckpt.record()["seconds_per_epoch"] > 0
 
 
-def test_the_code_hash_ignores_docstrings_and_comments_but_not_code(tmp_path, monkeypatch):
+def test_the_code_hash_ignores_docstrings_and_comments_but_not_code(tmp_path):
     versions = {
         "documented": 'class Model:\n    """A docstring."""\n\n'
         "    def call(self, x):\n        return 2 * x  # why\n",
         "bare": "class Model:\n    def call(self, x):\n        return 2 * x\n",
         "changed": "class Model:\n    def call(self, x):\n        return 3 * x\n",
     }
+    models = {}
     for name, source in versions.items():
-        (tmp_path / f"model_{name}.py").write_text(source)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    documented, bare, changed = (importlib.import_module(f"model_{name}").Model for name in versions)
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "model.py").write_text(source)
+        spec = importlib.util.spec_from_file_location("model", tmp_path / name / "model.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        models[name] = module.Model
+    documented, bare, changed = models.values()
     assert repro.code_version(documented) == repro.code_version(bare)
     assert repro.code_version(documented.call) == repro.code_version(bare.call)
     assert repro.code_version(changed) != repro.code_version(bare)
+
+
+# --- exact resume: a kill at any point of a checkpoint's write costs at most the epoch in progress ---------
+
+
+class _Killed(BaseException):
+    """Stands for SIGKILL: nothing after it runs, no handler cleans up."""
+
+
+def _kill_at(monkeypatch, function: str, call: int, path_name: str | None):
+    """Make ``checkpoints.<function>`` die at its ``call``-th use on a path named ``path_name``."""
+    module = importlib.import_module("vae_utils.checkpoints")
+    owner, name = function.split(".")
+    target = getattr(module, owner)
+    real = getattr(target, name)
+    calls = {"n": 0}
+
+    def dying(*args, **kwargs):
+        if path_name is None or Path(args[0]).name == path_name:
+            calls["n"] += 1
+            if calls["n"] == call:
+                raise _Killed(f"killed at {function}({path_name}) call {call}")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(target, name, dying)
+
+
+def _weights_after(tmp_path, epochs, kill=None, monkeypatch=None):
+    from vae_utils import training
+
+    def fit(ckpt):
+        model, batches, error = _setup()  # a new process: everything rebuilt
+        optimizer = keras.optimizers.Adam(1e-2)
+        training.fit(model, batches, epochs=epochs, optimizer=optimizer, checkpoints=ckpt, callbacks=[error])
+        return model
+
+    if kill:
+        with monkeypatch.context() as m:
+            _kill_at(m, *kill)
+            with pytest.raises(_Killed):
+                fit(repro.Checkpoints(tmp_path, {"epochs": epochs}, monitor="val_error"))
+    ckpt = repro.Checkpoints(tmp_path, {"epochs": epochs}, monitor="val_error")
+    model = fit(ckpt)
+    return model, ckpt, json.loads((ckpt.state_dir / "state.json").read_text())
+
+
+@pytest.mark.parametrize(
+    "kill",
+    [
+        ("shutil.copyfile", 3, None),  # writing the third epoch's state.new/
+        ("os.replace", 3, "state.new"),  # the third epoch: state/ moved aside, state.new/ not in place
+        ("shutil.rmtree", 3, "state.old"),  # the third epoch: in place, the previous not yet removed
+        ("os.replace", 1, "state.new"),  # the first epoch, before its state is in place
+    ],
+    ids=["while writing", "between the renames", "after the renames", "first epoch"],
+)
+def test_a_training_killed_anywhere_in_a_write_resumes_to_the_weights_of_an_uninterrupted_one(
+    tmp_path, monkeypatch, kill
+):
+    whole, whole_ckpt, _ = _weights_after(tmp_path / "whole", 4)
+    resumed, ckpt, state = _weights_after(tmp_path / "killed", 4, kill=kill, monkeypatch=monkeypatch)
+    assert int(resumed.optimizer.iterations.numpy()) == int(whole.optimizer.iterations.numpy())
+    assert ckpt.resumed_after_epoch in (1, 2, 3) and state["epoch"] == 4
+    exact = keras.backend.backend() == "jax"
+    for a, b in zip(whole.get_weights(), resumed.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=0 if exact else 1e-5, atol=0 if exact else 1e-6)
+    for key in ("val_error", "loss"):
+        assert ckpt.history()[key] == pytest.approx(whole_ckpt.history()[key], rel=0 if exact else 1e-5)
+
+
+def _flip_a_bit(path):
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x10
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(
+    ("damage", "found"),
+    [
+        (lambda d: _flip_a_bit(d / "best.weights.h5"), "best.weights.h5 does not match"),
+        (lambda d: (d / "log.csv").write_text((d / "log.csv").read_text()[:-3]), "log.csv does not match"),
+        (lambda d: (d / "latest.weights.h5").unlink(), "latest.weights.h5"),
+    ],
+    ids=["one bit of the weights", "a cut log", "a missing file"],
+)
+def test_a_checkpoint_whose_files_changed_since_written_is_refused_naming_the_folder(tmp_path, damage, found):
+    ckpt = repro.Checkpoints(tmp_path, {"epochs": 2}, monitor="val_error")
+    model, batches, error = _setup()
+    model.fit(batches, epochs=2, verbose=0, callbacks=[error, *ckpt.callbacks()])
+    damage(ckpt.state_dir)
+    with pytest.raises(RuntimeError, match=rf"checkpoint in {ckpt.directory} is damaged .*{found}"):
+        ckpt.finish(model)
+
+
+def test_a_monitor_missing_from_the_logs_is_an_error_naming_it(tmp_path):
+    ckpt = repro.Checkpoints(tmp_path, {"epochs": 2}, monitor="val_error")
+    model, batches, _ = _setup()
+    with pytest.raises(KeyError, match="'val_error', which is not in the logs"):
+        model.fit(batches, epochs=2, verbose=0, callbacks=ckpt.callbacks())
+    assert not ckpt.resuming and not ckpt.complete
+
+
+# --- identity: derived from the code that a training reaches ------------------------------------------
+
+
+def _notebook(tmp_path, source: str, name: str) -> dict:
+    """Run ``source`` as a notebook cell would: module ``__main__``, its source readable by inspect."""
+    path = tmp_path / f"{name}.py"
+    path.write_text(source)
+    namespace = {"__name__": "__main__"}
+    exec(compile(source, str(path), "exec"), namespace)
+    return namespace
+
+
+NOTEBOOK_CELL = """
+from vae_utils import m2
+
+
+class Batches(m2.SemiSupervisedBatches):
+    def __len__(self):
+        return super().__len__()
+
+
+def scale(x, rng):
+    return m2.sample_gaussian(x, rng) * 1.0
+"""
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [("return super().__len__()", "return super().__len__() + 0"), ("* 1.0", "* 2.0")],
+    ids=["a method of a notebook-defined class", "a function the batches hold"],
+)
+def test_editing_code_the_training_reaches_moves_the_identity(tmp_path, edit):
+    from vae_utils import training
+
+    def bound(source, name):
+        nb = _notebook(tmp_path, source, name)
+        model, _, error = _setup()
+        x = np.zeros((20, 4), "float32")
+        batches = nb["Batches"](
+            x[:5], np.arange(5) % K, x[5:], 1, 5, seed=0, binarize=False, n_classes=K, transform=nb["scale"]
+        )
+        return repro.Checkpoints(tmp_path, {"n": 1}).bind(training.fit, batches, error, model=model)
+
+    same = bound(NOTEBOOK_CELL, "a")
+    assert bound(NOTEBOOK_CELL, "b").key == same.key
+    assert bound(NOTEBOOK_CELL.replace(*edit), "c").key != same.key
+    for reached in (
+        "vae_utils.training.cosine_adam",
+        "vae_utils.evaluate.ClassificationError.on_epoch_end",
+        "vae_utils.m2.SemiSupervisedVAE.negative_elbo_all_classes",
+        "vae_utils.m2.LabelledEncoder.from_first_layer",
+        "vae_utils.losses.gaussian_kl",
+        "vae_utils.m2.sample_gaussian",
+        "__main__.Batches.__len__",
+    ):
+        assert reached in same.code, f"{reached} trains the model but is not in its identity"
+    assert not any(name.startswith("vae_utils.checkpoints.Checkpoints") for name in same.code)
+
+
+def test_config_arrays_are_keyed_by_content_and_the_optimizer_and_layers_by_their_settings(tmp_path):
+    zeros = np.zeros(2000)
+    one = zeros.copy()
+    one[7] = 1
+    assert repro.Checkpoints(tmp_path, {"a": zeros}).key != repro.Checkpoints(tmp_path, {"a": one}).key
+    model, _, _ = _setup()
+    keys = {
+        repro.Checkpoints(tmp_path, {}).bind(optimizer=keras.optimizers.Adam(lr), model=model).key
+        for lr in (1e-3, 3e-4)
+    }
+    assert len(keys) == 2
+    with pytest.raises(TypeError, match="keys must be strings"):
+        repro.Checkpoints(tmp_path, {1: 2})

@@ -90,12 +90,11 @@ def _set_logits_bias(model, bias):
 def test_the_entropy_makes_the_uniform_classifier_best_when_every_class_explains_x_equally():
     model = _m2()
     # cut y out of q(z|x,y) and p(x|y,z): the first layers' kernel rows that read the one-hot label
-    d = math.prod(SHAPE)
-    for sub, rows in ((model.encoder, slice(d, None)), (model.decoder, slice(LATENT, None))):
-        dense = next(layer for layer in sub.layers if isinstance(layer, keras.layers.Dense))
-        kernel, bias = dense.get_weights()
-        kernel[rows] = 0.0
-        dense.set_weights([kernel, bias])
+    model.encoder.y_to_hidden.kernel.assign(np.zeros(model.encoder.y_to_hidden.kernel.shape, "float32"))
+    dense = next(layer for layer in model.decoder.layers if isinstance(layer, keras.layers.Dense))
+    kernel, bias = dense.get_weights()
+    kernel[LATENT:] = 0.0
+    dense.set_weights([kernel, bias])
     x = _inputs("bernoulli")
     eps = np.broadcast_to(np.random.default_rng(3).standard_normal((len(x), 1, LATENT)), (len(x), K, LATENT))
     neg_elbo = ops.convert_to_numpy(model.negative_elbo_all_classes(x, eps=eps))
@@ -153,13 +152,17 @@ def test_the_constructor_names_what_it_expected_and_found():
 
 def _numpy_mlp(net, inputs):
     """A Keras MLP of this package (Dense + softplus, linear heads) evaluated in float64 NumPy."""
-    dense = [layer for layer in net.layers if isinstance(layer, keras.layers.Dense)]
-    heads = [layer for layer in dense if layer.activation is keras.activations.linear]
+    if isinstance(net, m2.LabelledEncoder):  # its first layer is one dense layer on [x, y], split in two
+        first = [np.concatenate([net.x_to_hidden.kernel, net.y_to_hidden.kernel]), net.y_to_hidden.bias]
+        hidden = [first, *(layer.get_weights() for layer in net.hidden_layers)]
+        heads = [net.z_mean, net.z_log_var]
+    else:
+        dense = [layer for layer in net.layers if isinstance(layer, keras.layers.Dense)]
+        heads = [layer for layer in dense if layer.activation is keras.activations.linear]
+        hidden = [layer.get_weights() for layer in dense if layer not in heads]
     h = np.concatenate([np.asarray(v, np.float64).reshape(len(v), -1) for v in inputs], axis=1)
-    for layer in dense:
-        if layer in heads:
-            continue
-        kernel, bias = (np.asarray(w, np.float64) for w in layer.get_weights())
+    for weights in hidden:
+        kernel, bias = (np.asarray(w, np.float64) for w in weights)
         h = np.logaddexp(0.0, h @ kernel + bias)  # softplus
     return [h @ w.astype(np.float64) + b for w, b in (layer.get_weights() for layer in heads)]
 
@@ -440,3 +443,52 @@ def test_the_same_m2_code_trains_on_jax():
     )
     assert result["loss"] == pytest.approx(expected, rel=1e-4)
     assert result["test_accuracy"] > 0.75  # chance is 0.5
+
+
+def test_the_split_first_layer_of_q_z_given_x_y_is_one_dense_layer_on_the_concatenation():
+    model = _m2(hidden=(8, 6))
+    enc = model.encoder
+    x = _inputs("bernoulli", n=7)
+    y = np.eye(K, dtype="float32")[np.arange(7) % K]
+    concatenated = keras.layers.Dense(8, activation="softplus")
+    concatenated.build((None, math.prod(SHAPE) + K))
+    concatenated.set_weights(
+        [np.concatenate([enc.x_to_hidden.kernel, enc.y_to_hidden.kernel]), enc.y_to_hidden.bias]
+    )
+    h = concatenated(np.concatenate([x.reshape(7, -1), y], axis=1))
+    for layer in enc.hidden_layers:
+        h = layer(h)
+    for found, expected in zip(enc([x, y]), (enc.z_mean(h), enc.z_log_var(h))):
+        np.testing.assert_allclose(
+            ops.convert_to_numpy(found), ops.convert_to_numpy(expected), rtol=1e-5, atol=1e-6
+        )
+    # W_x x once per image, shared by the classes: the same bounds as the encoder on repeated images
+    eps = np.random.default_rng(4).standard_normal((7, K, LATENT)).astype("float32")
+    shared = ops.convert_to_numpy(model.negative_elbo_all_classes(x, eps=eps))
+    repeated = ops.convert_to_numpy(
+        model.negative_elbo(
+            np.repeat(x, K, axis=0), np.tile(np.eye(K, dtype="float32"), (7, 1)), eps=eps.reshape(7 * K, -1)
+        )
+    ).reshape(7, K)
+    np.testing.assert_allclose(shared, repeated, rtol=1e-5, atol=1e-4)
+
+
+def test_an_epoch_as_one_compiled_scan_takes_the_same_steps_as_keras_loop():
+    """training.ScannedSteps: on JAX, steps_per_execution steps in one call, the same losses and weights."""
+    x = _inputs("bernoulli", n=60)
+    y = np.arange(60) % K
+
+    def trained(steps_per_execution):
+        model = _m2(n_labelled=9, n_unlabelled=51)
+        model.compile(optimizer=keras.optimizers.Adam(1e-2), steps_per_execution=steps_per_execution)
+        batches = m2.SemiSupervisedBatches(x[:9], y[:9], x[9:], 3, 10, seed=0, n_classes=K)
+        history = model.fit(batches, epochs=2, verbose=0, shuffle=False)
+        return model, history.history
+
+    (loop, loop_log), (scan, scan_log) = trained(1), trained(5)
+    if keras.backend.backend() == "jax":
+        assert scan.train_function.__qualname__.startswith("ScannedSteps")
+    for key in ("loss", "labelled_loss", "unlabelled_loss"):
+        np.testing.assert_allclose(scan_log[key], loop_log[key], rtol=1e-5)
+    for a, b in zip(loop.get_weights(), scan.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)

@@ -15,9 +15,12 @@ from . import losses
 from .checks import finite_number, positive_int
 from .data import binarize
 from .models import Sampling
+from .training import ScannedSteps
 
 __all__ = [
     "LIKELIHOODS",
+    "LabelMargin",
+    "LabelledEncoder",
     "SEMI_SUPERVISED_KEYS",
     "SemiSupervisedBatches",
     "SemiSupervisedVAE",
@@ -64,15 +67,61 @@ def classifier(input_shape, n_classes, hidden=(500,), activation="softplus"):
     return keras.Model(x, layers.Dense(n_classes, name="logits")(h), name="classifier")
 
 
+@keras.saving.register_keras_serializable(package="vae_utils")
+class LabelledEncoder(keras.Model):
+    """q(z|x,y): an MLP on ``[x, y_onehot]`` whose first layer is split, ``W_x x + W_y y + b``.
+
+    The split is the same function as a dense layer on the concatenation ``[x, y]`` (its kernel is
+    ``W_x`` stacked on ``W_y``), and lets the unlabelled bound compute ``W_x x`` once per image instead
+    of once per class: ``first_layer(x)`` then ``from_first_layer(h_x, y)`` for each class.
+    """
+
+    def __init__(self, input_shape, n_classes, latent_dim, hidden=(500,), activation="softplus", **kwargs):
+        super().__init__(**kwargs)
+        hidden = list(hidden)
+        if not hidden:
+            raise ValueError("q(z|x,y) needs at least one hidden layer, found hidden=()")
+        self.settings = {
+            "input_shape": list(input_shape),
+            "n_classes": positive_int("n_classes", n_classes, minimum=2),
+            "latent_dim": positive_int("latent_dim", latent_dim),
+            "hidden": hidden,
+            "activation": activation,
+        }
+        self.flatten = layers.Flatten()
+        self.x_to_hidden = layers.Dense(hidden[0], use_bias=False, name="x_to_hidden")
+        self.y_to_hidden = layers.Dense(hidden[0], name="y_to_hidden")
+        self.activation = keras.activations.get(activation)
+        self.hidden_layers = [layers.Dense(units, activation=activation) for units in hidden[1:]]
+        self.z_mean = layers.Dense(latent_dim, name="z_mean")
+        self.z_log_var = layers.Dense(latent_dim, name="z_log_var")
+        self([np.zeros((1, *input_shape), "float32"), np.zeros((1, n_classes), "float32")])
+
+    def first_layer(self, x):
+        """``W_x x``, once per image, ``(batch, hidden[0])``."""
+        return self.x_to_hidden(self.flatten(x))
+
+    def from_first_layer(self, h_x, y_onehot):
+        """``[z_mean, z_log_var]`` from ``W_x x`` and the labels."""
+        h = self.activation(h_x + self.y_to_hidden(y_onehot))
+        for layer in self.hidden_layers:
+            h = layer(h)
+        return [self.z_mean(h), self.z_log_var(h)]
+
+    def call(self, inputs):
+        x, y_onehot = inputs
+        return self.from_first_layer(self.first_layer(x), y_onehot)
+
+    def get_config(self):
+        return {**super().get_config(), **self.settings}
+
+
 def encoder(input_shape, n_classes, latent_dim, hidden=(500,), activation="softplus"):
-    """q(z|x,y): an MLP from ``[x, y_onehot]`` to ``[z_mean, z_log_var]``. Introduced in notebook 06."""
-    n_classes = positive_int("n_classes", n_classes, minimum=2)
-    x = keras.Input(shape=tuple(input_shape), name="x")
-    y = keras.Input(shape=(n_classes,), name="y_onehot")
-    h = layers.Concatenate()([layers.Flatten()(x), y])
-    for units in hidden:
-        h = layers.Dense(units, activation=activation)(h)
-    return keras.Model([x, y], list(_gaussian_head(h, latent_dim)), name="encoder")
+    """q(z|x,y): ``LabelledEncoder``, from ``[x, y_onehot]`` to ``[z_mean, z_log_var]``.
+
+    Introduced in notebook 06.
+    """
+    return LabelledEncoder(input_shape, n_classes, latent_dim, hidden, activation, name="encoder")
 
 
 def decoder(
@@ -99,7 +148,7 @@ def _output_dim(model):
 
 
 @keras.saving.register_keras_serializable(package="vae_utils")
-class SemiSupervisedVAE(keras.Model):
+class SemiSupervisedVAE(ScannedSteps, keras.Model):
     """M2 with the objective of the paper's code (``learn_yz_x_ss.py``), per training example in nats.
 
     For ``N = n_labelled + n_unlabelled`` training examples and a batch of labelled and unlabelled ones::
@@ -182,7 +231,10 @@ class SemiSupervisedVAE(keras.Model):
         """``-L(x, y)`` per example; ``eps`` ``(batch, latent_dim)`` fixes the noise of z if given."""
         x = ops.convert_to_tensor(x, dtype=self.compute_dtype)
         y_onehot = self._one_hot(ops.convert_to_tensor(y_onehot))
-        z_mean, z_log_var = self.encoder([x, y_onehot])
+        return self._negative_elbo(x, y_onehot, self.encoder([x, y_onehot]), eps)
+
+    def _negative_elbo(self, x, y_onehot, posterior, eps):
+        z_mean, z_log_var = posterior
         if eps is None:
             z = self.sampling([z_mean, z_log_var])
         else:
@@ -194,16 +246,21 @@ class SemiSupervisedVAE(keras.Model):
     def negative_elbo_all_classes(self, x, eps=None):
         """``-L(x, y)`` for every class, ``(batch, K)``: row ``i*K + k`` of one pass is ``(x_i, k)``.
 
-        ``eps``: optional ``(batch, K, latent_dim)`` noise, ``eps[i, k]`` for ``(x_i, k)``.
+        ``eps``: optional ``(batch, K, latent_dim)`` noise, ``eps[i, k]`` for ``(x_i, k)``. The encoder's
+        ``W_x x`` is computed once per image and shared by the K classes (``LabelledEncoder``).
         """
         x = ops.convert_to_tensor(x, dtype=self.compute_dtype)
         k = self.n_classes
         batch = ops.shape(x)[0]
-        x_rep = ops.repeat(x, k, axis=0)
         y_rep = ops.tile(ops.eye(k, dtype=self.compute_dtype), (batch, 1))
         if eps is not None:
             eps = ops.reshape(ops.convert_to_tensor(eps, dtype=self.compute_dtype), (batch * k, -1))
-        return ops.reshape(self.negative_elbo(x_rep, y_rep, eps=eps), (batch, k))
+        if isinstance(self.encoder, LabelledEncoder):
+            h_x = ops.repeat(self.encoder.first_layer(x), k, axis=0)
+            posterior = self.encoder.from_first_layer(h_x, y_rep)
+        else:
+            posterior = self.encoder([ops.repeat(x, k, axis=0), y_rep])
+        return ops.reshape(self._negative_elbo(ops.repeat(x, k, axis=0), y_rep, posterior, eps), (batch, k))
 
     def unlabelled_loss(self, x, eps=None):
         """``-U(x) = sum_y q(y|x) (-L(x, y) + log q(y|x))`` per example."""
@@ -325,7 +382,9 @@ class SemiSupervisedBatches(keras.utils.PyDataset):
     the labelled set alongside in fresh permutations; both are reshuffled every epoch. Kingma et al. use
     ``n_minibatches`` batches of ``N_l / n_minibatches`` and ``N_u / n_minibatches`` (100 at N=100, else
     200). Images are binarised afresh at every draw (``binarize=True``), or passed through
-    ``transform(x, rng)`` (M1+M2: ``sample_gaussian``, a new ``z1 ~ q(z1|x)`` at every draw).
+    ``transform(x, rng)`` (M1+M2: ``sample_gaussian``, a new ``z1 ~ q(z1|x)`` at every draw). The batches
+    of an epoch depend only on ``seed`` and ``epoch``: a training resumed at epoch ``e`` sees the batches
+    an uninterrupted one would.
     Batches are dicts with the keys ``SEMI_SUPERVISED_KEYS``; labels are one-hot ``float32``.
     Introduced in notebook 06.
     """
@@ -384,35 +443,82 @@ class SemiSupervisedBatches(keras.utils.PyDataset):
         self.x_labelled, self.y_labelled, self.x_unlabelled = x_labelled, y_labelled, x_unlabelled
         self.binarize = bool(binarize)
         self.transform = transform
-        self.rng = np.random.default_rng(seed)
-        self.on_epoch_end()
+        self.seed = seed
+        self.epoch = 0
 
     def __len__(self) -> int:
         return len(self.x_unlabelled) // self.unlabelled_batch
 
-    def _images(self, x: np.ndarray) -> np.ndarray:
+    def _images(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         if self.binarize:
-            return binarize(x, self.rng)
+            return binarize(x, rng)
         if self.transform is not None:
-            return np.asarray(self.transform(x, self.rng), dtype=np.float32)
+            return np.asarray(self.transform(x, rng), dtype=np.float32)
         return x.astype(np.float32, copy=False)
+
+    def _orders(self) -> tuple[np.ndarray, np.ndarray]:
+        """This epoch's orders of the unlabelled and (cycled) labelled examples."""
+        if getattr(self, "_orders_epoch", None) != self.epoch:
+            rng = np.random.default_rng((self.seed, self.epoch))
+            unlabelled = rng.permutation(len(self.x_unlabelled))
+            cycles = -(-len(self) * self.labelled_batch // len(self.x_labelled))  # ceil
+            labelled = np.concatenate([rng.permutation(len(self.x_labelled)) for _ in range(cycles)])
+            self._cached_orders, self._orders_epoch = (unlabelled, labelled), self.epoch
+        return self._cached_orders
 
     def __getitem__(self, index: int) -> dict[str, np.ndarray]:
         if not 0 <= index < len(self):
             raise IndexError(f"batch index {index} out of range for {len(self)} batches")
-        labelled = self.labelled_order[index * self.labelled_batch : (index + 1) * self.labelled_batch]
-        unlabelled = self.unlabelled_order[
-            index * self.unlabelled_batch : (index + 1) * self.unlabelled_batch
-        ]
+        unlabelled_order, labelled_order = self._orders()
+        labelled = labelled_order[index * self.labelled_batch : (index + 1) * self.labelled_batch]
+        unlabelled = unlabelled_order[index * self.unlabelled_batch : (index + 1) * self.unlabelled_batch]
+        rng = np.random.default_rng((self.seed, self.epoch, index))
         return {
-            "x_labelled": self._images(self.x_labelled[labelled]),
+            "x_labelled": self._images(self.x_labelled[labelled], rng),
             "y_labelled": np.eye(self.n_classes, dtype=np.float32)[self.y_labelled[labelled]],
-            "x_unlabelled": self._images(self.x_unlabelled[unlabelled]),
+            "x_unlabelled": self._images(self.x_unlabelled[unlabelled], rng),
         }
 
     def on_epoch_end(self) -> None:
-        self.unlabelled_order = self.rng.permutation(len(self.x_unlabelled))
-        cycles = -(-len(self) * self.labelled_batch // len(self.x_labelled))  # ceil
-        self.labelled_order = np.concatenate(
-            [self.rng.permutation(len(self.x_labelled)) for _ in range(cycles)]
-        )
+        self.epoch += 1
+
+
+class LabelMargin(keras.callbacks.Callback):
+    """After every epoch, how many nats the true label's bound beats the average wrong label's, logged.
+
+    ``mean_i [mean_{y != y_i} -L(x_i, y) - (-L(x_i, y_i))]`` over ``x``, with one fixed draw of the noise
+    of z per image and class, so that the epochs are compared on the same draws. Near 0, the decoder
+    hardly uses y and q(y|x) has little to learn from the unlabelled images; M2 leaves its plateau as
+    it grows. Introduced in notebook 06.
+    """
+
+    def __init__(self, x, y, name="val_label_margin", batch_size=500, seed=0):
+        super().__init__()
+        if not name.isidentifier():
+            raise ValueError(f"name must be a plain metric name such as 'val_label_margin', found {name!r}")
+        self.x = np.asarray(x, dtype="float32")
+        self.y = np.asarray(y)
+        if self.y.ndim != 1 or len(self.y) != len(self.x):
+            raise ValueError(
+                f"y must hold one integer label per example of x, found shape {self.y.shape} for "
+                f"{len(self.x)} examples"
+            )
+        self.name, self.batch_size = name, positive_int("batch_size", batch_size)
+        self.seed = seed
+
+    def on_epoch_end(self, epoch, logs=None):
+        model = self.model
+        k = model.n_classes
+        rng = np.random.default_rng(self.seed)
+        latent = model.encoder.outputs[0].shape[-1] if getattr(model.encoder, "outputs", None) else None
+        latent = latent or model.encoder.settings["latent_dim"]
+        margins = []
+        for start in range(0, len(self.x), self.batch_size):
+            x = self.x[start : start + self.batch_size]
+            eps = rng.standard_normal((len(x), k, latent), dtype=np.float32)
+            bounds = ops.convert_to_numpy(model.negative_elbo_all_classes(x, eps=eps)).astype(np.float64)
+            true = bounds[np.arange(len(x)), self.y[start : start + self.batch_size]]
+            wrong = (bounds.sum(axis=1) - true) / (k - 1)
+            margins.append(wrong - true)
+        if logs is not None:
+            logs[self.name] = float(np.mean(np.concatenate(margins)))

@@ -14,6 +14,7 @@ import numpy as np
 from keras import layers, ops
 
 from . import losses, pixel_mixture
+from .training import ScannedSteps
 
 
 def _not_a_retracing_notice(record: logging.LogRecord) -> bool:
@@ -245,7 +246,7 @@ def _check_pair(encoder, decoder, likelihood):
 
 
 @keras.saving.register_keras_serializable(package="vae_utils")
-class VAE(keras.Model):
+class VAE(ScannedSteps, keras.Model):
     """A VAE with a Gaussian posterior, a standard normal prior and a Bernoulli or logistic decoder.
 
     ``call(x)`` returns ``{"logits", "z_mean", "z_log_var"}`` (``logits``: the decoder's output, the

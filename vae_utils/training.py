@@ -9,11 +9,12 @@ from __future__ import annotations
 import math
 
 import keras
+import numpy as np
 
 from .checks import finite_number, positive_int
 from .repro import StopOnNonFinite
 
-__all__ = ["cosine_adam", "fit", "steps_per_epoch"]
+__all__ = ["ScannedSteps", "burda_schedule", "cosine_adam", "fit", "steps_per_epoch"]
 
 
 def steps_per_epoch(data, batch_size=None) -> int:
@@ -35,6 +36,19 @@ def cosine_adam(learning_rate: float, total_steps: int, alpha: float = 0.1, **ad
     return keras.optimizers.Adam(schedule, **adam)
 
 
+def burda_schedule(epochs: int, steps_per_epoch: int) -> keras.optimizers.schedules.PiecewiseConstantDecay:
+    """Burda et al.'s learning rates 1e-3 ... 1e-4 (``10**(-i/7)``, one decimal) in 8 stages whose
+    lengths keep their 1 : 3 : 9 : ... : 2187 proportions (3,280 epochs) within ``epochs``.
+
+    Written out in notebook 01.
+    """
+    epochs, steps_per_epoch = positive_int("epochs", epochs), positive_int("steps_per_epoch", steps_per_epoch)
+    stage_ends = np.cumsum([3**i for i in range(8)]) / 3280
+    boundaries = [int(round(f * epochs * steps_per_epoch)) for f in stage_ends[:-1]]
+    rates = [1e-4 * round(10 ** (1 - i / 7), 1) for i in range(8)]
+    return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, rates)
+
+
 def fit(
     model,
     data,
@@ -53,21 +67,67 @@ def fit(
 
     ``optimizer`` defaults to ``cosine_adam(learning_rate, epochs * steps_per_epoch(data, batch_size))``.
     ``callbacks`` run first (those that add a metric, such as ``evaluate.ClassificationError``), then
-    ``checkpoints.callbacks()`` if a ``repro.Checkpoints`` is given, else ``repro.StopOnNonFinite``. With
-    ``checkpoints``, a finished training is loaded instead of trained again, and the best epoch's weights
-    are restored at the end. Other keyword arguments go to ``model.fit``.
+    those of ``checkpoints`` (a ``repro.Checkpoints``), else ``repro.StopOnNonFinite``. With
+    ``checkpoints``, the code that trains is added to the training's identity (``Checkpoints.bind``), a
+    finished training is loaded instead of trained again, an interrupted one resumes, and the best
+    epoch's weights are restored at the end. Other keyword arguments go to ``model.fit``.
     Introduced in notebook 01.
     """
     epochs = positive_int("epochs", epochs)
     if optimizer is None:
         optimizer = cosine_adam(learning_rate, epochs * steps_per_epoch(data, batch_size))
     model.compile(optimizer=optimizer, **(compile_kwargs or {}))
-    if batch_size is not None and not isinstance(data, keras.utils.PyDataset):
+    if isinstance(data, keras.utils.PyDataset):
+        # the batches shuffle themselves, from their seed and epoch; Keras would shuffle their order
+        # again from a generator that no checkpoint restores
+        fit_kwargs.setdefault("shuffle", False)
+    elif batch_size is not None:
         fit_kwargs["batch_size"] = batch_size
-    if checkpoints is None or not checkpoints.complete:
-        # a finished training (checkpoints.complete) is only loaded, below
-        callbacks = [*callbacks, *(checkpoints.callbacks() if checkpoints else [StopOnNonFinite()])]
-        history = model.fit(data, epochs=epochs, callbacks=callbacks, verbose=verbose, **fit_kwargs)
-    if checkpoints is not None:
-        return checkpoints.finish(model)
-    return {key: [float(v) for v in values] for key, values in history.history.items()}
+    if checkpoints is None:
+        history = model.fit(
+            data, epochs=epochs, callbacks=[*callbacks, StopOnNonFinite()], verbose=verbose, **fit_kwargs
+        )
+        return {key: [float(v) for v in values] for key, values in history.history.items()}
+    checkpoints.bind(fit, data, *callbacks, optimizer=optimizer, model=model)
+    saving = checkpoints.callbacks(data=data, epochs=epochs)
+    if saving:  # else a finished training, only loaded below
+        model.fit(data, epochs=epochs, callbacks=[*callbacks, *saving], verbose=verbose, **fit_kwargs)
+    return checkpoints.finish(model)
+
+
+class ScannedSteps:
+    """A Keras model mixin: on JAX, ``steps_per_execution`` steps run as one compiled ``lax.scan``.
+
+    Keras's JAX trainer runs ``steps_per_execution`` steps as that many calls of a compiled step; each
+    call costs the dispatch of every variable. Here the batches of those steps are stacked and one
+    compiled scan runs the same ``train_step`` over them, the optimizer updating after each: the same
+    steps, fewer calls. Other backends and ``steps_per_execution=1`` keep Keras's own loop.
+    Introduced in notebook 06.
+    """
+
+    def make_train_function(self, force=False):
+        if keras.backend.backend() != "jax" or self.steps_per_execution == 1 or self.run_eagerly:
+            return super().make_train_function(force)
+        if self.train_function is not None and not force:
+            return self.train_function
+        import jax
+
+        def body(state, batch):
+            logs, state = self.train_step(state, batch)
+            return state, logs
+
+        scan = jax.jit(lambda state, batches: jax.lax.scan(body, state, batches), donate_argnums=0)
+
+        def train_function(state, iterator):
+            batches = []
+            for _ in range(self.steps_per_execution):
+                try:
+                    batches.append(next(iterator))
+                except StopIteration:
+                    break
+            stacked = jax.tree_util.tree_map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *batches)
+            state, logs = scan(state, stacked)
+            return jax.tree_util.tree_map(lambda x: x[-1], logs), state
+
+        self.train_function = train_function
+        return train_function

@@ -77,7 +77,9 @@ class BinarizedBatches(keras.utils.PyDataset):
 
     Dynamic binarisation (Salakhutdinov & Murray, 2008) turns grey MNIST into binary data that a
     Bernoulli likelihood models exactly, and acts as data augmentation: the model never sees the same
-    binary image twice. Pass it to ``model.fit`` in place of an array.
+    binary image twice. Pass it to ``model.fit`` in place of an array. The batches of an epoch depend
+    only on ``seed`` and ``epoch``, so a training resumed at epoch ``e`` (``epoch = e``) sees the batches
+    an uninterrupted one would.
     """
 
     def __init__(self, x: np.ndarray, batch_size: int, seed: int, **kwargs):
@@ -86,15 +88,23 @@ class BinarizedBatches(keras.utils.PyDataset):
             raise ValueError(f"batch_size={batch_size} is larger than the {len(x)} examples")
         self.x = x
         self.batch_size = batch_size
-        self.rng = np.random.default_rng(seed)
-        self.on_epoch_end()
+        self.seed = seed
+        self.epoch = 0
 
     def __len__(self) -> int:
         return len(self.x) // self.batch_size  # drop the last partial batch: fixed shapes compile once
 
+    @property
+    def order(self) -> np.ndarray:
+        """This epoch's permutation of the examples."""
+        if getattr(self, "_order_epoch", None) != self.epoch:
+            self._order = np.random.default_rng((self.seed, self.epoch)).permutation(len(self.x))
+            self._order_epoch = self.epoch
+        return self._order
+
     def __getitem__(self, index: int) -> np.ndarray:
         rows = self.order[index * self.batch_size : (index + 1) * self.batch_size]
-        return binarize(self.x[rows], self.rng)
+        return binarize(self.x[rows], np.random.default_rng((self.seed, self.epoch, index)))
 
     def on_epoch_end(self) -> None:
-        self.order = self.rng.permutation(len(self.x))
+        self.epoch += 1
