@@ -41,6 +41,11 @@ def sum_per_example(values):
 
 def gaussian_kl(z_mean, z_log_var):
     """KL( N(z_mean, exp(z_log_var)) || N(0, I) ), summed over the latent axis. Written out in notebook 01."""
+    if tuple(z_mean.shape) != tuple(z_log_var.shape):
+        raise ValueError(
+            "z_mean and z_log_var must have the same shape (one mean and one log-variance per "
+            f"dimension), found {tuple(z_mean.shape)} and {tuple(z_log_var.shape)}"
+        )
     return -0.5 * ops.sum(1.0 + z_log_var - ops.square(z_mean) - ops.exp(z_log_var), axis=-1)
 
 

@@ -181,6 +181,9 @@ class SemiSupervisedVAE(ScannedSteps, keras.Model):
     ):
         super().__init__(**kwargs)
         _check_likelihood(likelihood)
+        for name, net in (("classifier", classifier), ("encoder", encoder), ("decoder", decoder)):
+            if not isinstance(net, keras.layers.Layer):
+                raise TypeError(f"{name} must be a Keras model (m2.{name}(...)), found {type(net).__name__}")
         self.n_classes = positive_int("n_classes", n_classes, minimum=2)
         found = _output_dim(classifier)
         if found is not None and found != self.n_classes:

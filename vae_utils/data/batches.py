@@ -84,6 +84,8 @@ class BinarizedBatches(keras.utils.PyDataset):
 
     def __init__(self, x: np.ndarray, batch_size: int, seed: int, **kwargs):
         super().__init__(**kwargs)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"batch_size must be an integer >= 1, found {batch_size!r}")
         if len(x) < batch_size:
             raise ValueError(f"batch_size={batch_size} is larger than the {len(x)} examples")
         self.x = x
