@@ -14,7 +14,7 @@ import nbformat
 import numpy as np
 import pytest
 
-from vae_utils import models, publish, repro, run
+from vae_utils import data, losses, m2, models, publish, repro, run
 
 from .conftest import write_notebook
 
@@ -300,6 +300,24 @@ def test_a_results_file_says_whether_each_training_ran_resumed_or_was_loaded(tmp
 # --- public functions that returned a wrong number instead of an error ------------------------------------
 
 
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        (
+            lambda: losses.gaussian_kl(np.zeros((4, 1)), np.zeros((4, 3))),
+            ValueError,
+            r"\(4, 1\) and \(4, 3\)",
+        ),
+        (lambda: data.BinarizedBatches(np.zeros((5, 2)), 0, seed=0), ValueError, "integer >= 1, found 0"),
+        (lambda: m2.SemiSupervisedVAE(None, None, None, 10, 1, 1), TypeError, "found NoneType"),
+    ],
+    ids=["KL of shapes that broadcast", "batches of size 0", "M2 without sub-models"],
+)
+def test_training_code_refuses_inputs_it_would_misuse(call, error, message):
+    with pytest.raises(error, match=message):
+        call()
+
+
 def test_labelled_split_refuses_one_hot_labels():
     from vae_utils import data
 
@@ -404,3 +422,25 @@ def test_notebook_06_fails_loudly_on_a_diverging_learning_rate_and_publishes_not
         )
     assert not (tmp_path / "results").exists() and not (tmp_path / "figures").exists()
     assert not (tmp_path / "notebooks" / "06_semi_supervised_m2.ipynb").exists()
+
+
+def test_a_web_page_served_as_frey_faces_and_a_file_as_the_cache_are_named_errors(tmp_path):
+    from vae_utils.data import faces, files
+
+    page = tmp_path / "frey_rawface.mat"
+    page.write_text("<html><body>Not Found</body></html>")
+    with pytest.raises(data.DataError, match="not a readable MATLAB .mat file.*frey_rawface.mat"):
+        faces._frey_from_mat(page)
+    in_the_way = tmp_path / "cache"
+    in_the_way.write_text("")
+    with pytest.raises(data.DataError, match="expected a writable directory. Set VAE_DATA_DIR"):
+        files._clear_stale(in_the_way / "sub", "mnist.npz")
+
+
+def test_an_output_dir_that_cannot_be_written_is_refused_before_anything_runs(tmp_path, capsys):
+    in_the_way = tmp_path / "results"
+    in_the_way.write_text("")
+    with pytest.raises(SystemExit):
+        run.main([str(run.notebooks()[0]), "--output-dir", str(in_the_way / "out")])
+    assert "expected a writable directory" in capsys.readouterr().err
+    assert [p.name for p in tmp_path.iterdir()] == ["results"], "nothing may be written anywhere else"

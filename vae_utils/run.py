@@ -281,6 +281,11 @@ def main(argv=None) -> int:
     except ValueError as exc:
         parser.error(str(exc))
     if args.output_dir is not None:  # everything a run writes goes there, not only the notebooks
+        try:  # before anything runs or is staged: a folder this process can write in
+            args.output_dir.mkdir(parents=True, exist_ok=True)
+            tempfile.TemporaryFile(dir=args.output_dir).close()
+        except OSError as exc:
+            parser.error(f"--output-dir {args.output_dir}: expected a writable directory, found {exc}")
         os.environ["VAE_OUTPUT_DIR"] = str(args.output_dir.resolve())
     for path, variant, tag in plans:
         execute(path, args.profile, args.output_dir, parameters=variant, tag=tag)

@@ -145,7 +145,7 @@ def _loadmat(path: Path, what: str) -> dict[str, np.ndarray]:
             f"{path} is a MATLAB v7.3 (HDF5) file, which scipy.io cannot read: expected a MATLAB v5 .mat "
             f"file like the canonical {what} ({exc})"
         ) from exc
-    except (ValueError, TypeError, OSError, EOFError, scipy.io.matlab.MatReadError) as exc:
+    except (ValueError, TypeError, IndexError, OSError, EOFError, scipy.io.matlab.MatReadError) as exc:
         raise DataError(
             f"{path} is not a readable MATLAB .mat file ({exc}): expected the canonical {what}"
         ) from exc

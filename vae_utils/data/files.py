@@ -146,7 +146,18 @@ def _temporary_file(directory: Path, name: str) -> Iterator[tuple[int, Path]]:
 
 def _clear_stale(directory: Path, name: str) -> None:
     """Create ``directory`` and remove what killed downloads or builds of ``name`` left in it."""
-    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file in the way, a read-only parent
+        raise DataError(
+            f"cannot use {directory} as the data cache ({exc}): expected a writable directory. Set "
+            "VAE_DATA_DIR to one, or put the files in VAE_DATA_MIRROR"
+        ) from exc
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise DataError(
+            f"the data cache {directory} is read-only: expected a writable directory to keep {name}. Set "
+            "VAE_DATA_DIR to one, or put the files in VAE_DATA_MIRROR"
+        )
     now = time.time()
     for stale in directory.glob(f".{glob.escape(name)}.*.part"):
         with suppress(OSError):
