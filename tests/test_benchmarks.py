@@ -69,3 +69,33 @@ def test_a_quick_run_prints_every_figure_with_its_ratio_to_the_matmul_floor(mirr
     else:
         assert re.search(r"^plain PyTorch +20 +10 .* 1\.00x$", out, re.M), out
         assert re.search(r"agreed with evaluate\.iwae_log_likelihood to [\d.e+-]+ nats", out), out
+
+
+def test_the_m2_benchmark_counts_the_papers_flops_and_prints_before_after_and_floor(mirror):
+    import m2_throughput
+
+    shapes = m2_throughput.matmul_shapes("m1m2_features", 100, 20)
+    macs = sum(m * k * n for m, k, n in shapes)
+    # q(y|x) on 1 + 499 images; q(z|x,y) and p(z1|y,z2) on 1 + 4,990 (image, class) pairs
+    expected = 500 * (20 * 300 + 300 * 10) + 4991 * (30 * 300 + 300 * 100 + 60 * 300 + 300 * 40)
+    assert macs == expected
+    assert 6 * macs * 100 / 1e12 == pytest.approx(0.209, abs=0.001), "the issue's 0.21 TFLOP per epoch"
+    command = [sys.executable, str(ROOT / "benchmarks" / "m2_throughput.py"), "--backends", "jax"]
+    done = subprocess.run(
+        [*command, "--workloads", "m1m2_features"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "VAE_DATA_MIRROR": str(mirror), "VAE_OFFLINE": "1"},
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    row = re.search(
+        r"^jax +m1m2_features +0\.209 +\d+ / \d+ +([\d.]+) +([\d.]+) +([\d.]+)x +([\d.]+) +([\d.]+)x",
+        done.stdout,
+        re.M,
+    )
+    assert row, done.stdout
+    floor, before, before_ratio, after, after_ratio = map(float, row.groups())
+    assert before_ratio == pytest.approx(before / floor, rel=0.02)  # printed rounded
+    assert after_ratio == pytest.approx(after / floor, rel=0.02)

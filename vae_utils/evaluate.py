@@ -225,8 +225,8 @@ __all__ += ["accuracy"]
 class ClassificationError(keras.callbacks.Callback):
     """After every epoch, the classifier's error (%) on held-out data, added to the logs as ``name``.
 
-    Put it first in ``callbacks`` so that the callbacks after it (``EarlyStopping``, ``ModelCheckpoint``,
-    ``CSVLogger``, the ``History`` that ``fit`` returns) see the value. Predictions as in ``accuracy``.
+    Put it first in ``callbacks`` so that the callbacks after it (``EarlyStopping``, a ``Checkpoints``'
+    best epoch and log, the ``History`` that ``fit`` returns) see the value. Predictions as in ``accuracy``.
     Introduced in notebook 06.
     """
 
