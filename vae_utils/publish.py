@@ -14,6 +14,8 @@ from pathlib import Path
 
 import nbformat
 
+from .checks import process_alive
+
 __all__ = [
     "FIGURE_KEY",
     "check_figures_shown",
@@ -188,15 +190,5 @@ def clear_leftovers(staging_root: Path, notebook_dir: Path) -> None:
     candidates += [(p, r"\.[^.]+\.(\d+)\.\w+\.ipynb") for p in notebook_dir.glob(".*.ipynb")]
     for path, pattern in candidates:
         found = re.fullmatch(pattern, path.name)
-        if found and not _alive(int(found.group(1))):
+        if found and not process_alive(int(found.group(1))):
             shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's live process
-        return True
-    return True

@@ -26,6 +26,7 @@ import numpy as np
 import requests
 
 from .. import home
+from ..checks import process_alive
 from .base import DataError
 
 RETRIES = 2  # a failed download is tried twice more, after 1 s and 2 s (pooch's back-off)
@@ -135,7 +136,7 @@ def _places(filename: str) -> str:
 def _temporary_file(directory: Path, name: str) -> Iterator[tuple[int, Path]]:
     """A new temporary file beside ``directory / name``; removed on exit unless it was renamed away."""
     _clear_stale(directory, name)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=directory)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{name}.{os.getpid()}.", suffix=".part", dir=directory)
     tmp = Path(tmp_name)
     os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; a cache is shared like any other file
     try:
@@ -160,8 +161,11 @@ def _clear_stale(directory: Path, name: str) -> None:
         )
     now = time.time()
     for stale in directory.glob(f".{glob.escape(name)}.*.part"):
+        # .<name>.<pid>.<random>.part: its process is gone; or untouched for an hour
+        pid = stale.name[len(name) + 2 :].split(".", 1)[0]
+        dead = pid.isdigit() and not process_alive(int(pid))
         with suppress(OSError):
-            if now - stale.stat().st_mtime > _STALE_PART_S:
+            if dead or now - stale.stat().st_mtime > _STALE_PART_S:
                 shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
 
 
@@ -185,7 +189,7 @@ def _downloaded(
     import pooch  # here, not at the top: it loads tqdm.auto, which warns in a notebook that never downloads
 
     _clear_stale(directory, name)
-    folder = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".part", dir=directory))
+    folder = Path(tempfile.mkdtemp(prefix=f".{name}.{os.getpid()}.", suffix=".part", dir=directory))
     try:
         fetcher = pooch.create(
             path=folder,
