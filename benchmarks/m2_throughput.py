@@ -145,8 +145,7 @@ def semi_supervised_batches(workload: str, n_labelled: int, feature_dim: int):
         settings["labelled_batch"],
         settings["unlabelled_batch"],
         seed=0,
-        binarize=transform is None,
-        transform=transform,
+        transform=transform or data.binarize,
         n_classes=N_CLASSES,
     )
     return model, batches

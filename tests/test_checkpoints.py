@@ -116,7 +116,7 @@ def test_batches_apply_a_transform_to_every_draw_and_depend_only_on_seed_epoch_a
     stats = np.concatenate([np.zeros((40, 2)), np.zeros((40, 2))], axis=1).astype("float32")
     y = np.arange(10) % 2
     batches = m2.SemiSupervisedBatches(
-        stats[:10], y, stats[10:], 5, 10, seed=0, binarize=False, n_classes=2, transform=m2.sample_gaussian
+        stats[:10], y, stats[10:], 5, 10, seed=0, n_classes=2, transform=m2.sample_gaussian
     )
     first, again = batches[0]["x_unlabelled"], batches[1]["x_unlabelled"]
     assert first.shape == (10, 2) and not np.allclose(first, again), "each draw must be a fresh sample"
@@ -124,12 +124,12 @@ def test_batches_apply_a_transform_to_every_draw_and_depend_only_on_seed_epoch_a
     batches.on_epoch_end()
     assert not np.allclose(first, batches[0]["x_unlabelled"]), "a new epoch draws anew"
     resumed = m2.SemiSupervisedBatches(
-        stats[:10], y, stats[10:], 5, 10, seed=0, binarize=False, n_classes=2, transform=m2.sample_gaussian
+        stats[:10], y, stats[10:], 5, 10, seed=0, n_classes=2, transform=m2.sample_gaussian
     )
     resumed.epoch = 1
     np.testing.assert_array_equal(resumed[1]["x_unlabelled"], batches[1]["x_unlabelled"])
-    with pytest.raises(ValueError, match="binarize=False"):
-        m2.SemiSupervisedBatches(stats[:10], y, stats[10:], 5, 10, seed=0, transform=m2.sample_gaussian)
+    with pytest.raises(TypeError, match="transform must be a function"):
+        m2.SemiSupervisedBatches(stats[:10], y, stats[10:], 5, 10, seed=0, transform="gaussian")
 
 
 def test_a_complete_run_loads_into_a_fresh_vae_without_training(tmp_path):
@@ -323,7 +323,7 @@ def test_editing_code_the_training_reaches_moves_the_identity(tmp_path, edit):
         model, _, error = _setup()
         x = np.zeros((20, 4), "float32")
         batches = nb["Batches"](
-            x[:5], np.arange(5) % K, x[5:], 1, 5, seed=0, binarize=False, n_classes=K, transform=nb["scale"]
+            x[:5], np.arange(5) % K, x[5:], 1, 5, seed=0, n_classes=K, transform=nb["scale"]
         )
         return repro.Checkpoints(tmp_path, {"n": 1}).bind(training.fit, batches, error, model=model)
 

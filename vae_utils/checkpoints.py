@@ -27,7 +27,9 @@ from pathlib import Path
 import keras
 import numpy as np
 
-__all__ = ["Checkpoints", "StopOnNonFinite", "code_sources", "code_version", "identity_key"]
+from .training import StopOnNonFinite
+
+__all__ = ["Checkpoints", "code_sources", "code_version", "identity_key"]
 
 #: Modules whose code is part of a training's identity: the package and the notebook (``__main__``).
 OWN_MODULES = ("vae_utils", "__main__")
@@ -259,23 +261,6 @@ def _write_file(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-class StopOnNonFinite(keras.callbacks.Callback):
-    """Fail ``fit`` with a ``FloatingPointError`` at the end of an epoch whose loss or metrics are not finite.
-
-    Unlike ``keras.callbacks.TerminateOnNaN``, which ends ``fit`` quietly, this fails the notebook; put first
-    among the callbacks, it stops before the epoch is checkpointed, so a diverged run leaves no weights to
-    load or to resume from.
-    """
-
-    def on_epoch_end(self, epoch, logs=None):
-        bad = {k: float(v) for k, v in (logs or {}).items() if not math.isfinite(float(v))}
-        if bad:
-            raise FloatingPointError(
-                f"epoch {epoch + 1} ended with non-finite values {bad}: the run diverged and was stopped, "
-                "and nothing of this epoch was saved. Lower the learning rate or check the inputs."
-            )
 
 
 class Checkpoints:

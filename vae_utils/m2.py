@@ -315,17 +315,17 @@ class SemiSupervisedVAE(ScannedSteps, keras.Model):
         )
 
     def call(self, inputs):
-        if not isinstance(inputs, dict):
-            return self.classifier(inputs)
-        return self.terms(inputs)
+        """q(y|x)'s logits: of ``inputs``, or of a training batch's labelled images."""
+        return self.classifier(inputs["x_labelled"] if isinstance(inputs, dict) else inputs)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        if not isinstance(y_pred, dict):
+        if not isinstance(x, dict):
             raise ValueError(
                 f"SemiSupervisedVAE trains and evaluates on dict batches with keys {SEMI_SUPERVISED_KEYS} "
                 f"(SemiSupervisedBatches); found a batch of type {type(x).__name__}. Use classify or "
                 "evaluate.accuracy to score the classifier."
             )
+        y_pred = self.terms(x)
         self.labelled_tracker.update_state(ops.mean(y_pred["labelled"]))
         self.unlabelled_tracker.update_state(ops.mean(y_pred["unlabelled"]))
         self.classification_tracker.update_state(ops.mean(y_pred["classification"]))
@@ -384,8 +384,8 @@ class SemiSupervisedBatches(keras.utils.PyDataset):
     An epoch walks the unlabelled set once (``len(x_unlabelled) // unlabelled_batch`` batches) and cycles
     the labelled set alongside in fresh permutations; both are reshuffled every epoch. Kingma et al. use
     ``n_minibatches`` batches of ``N_l / n_minibatches`` and ``N_u / n_minibatches`` (100 at N=100, else
-    200). Images are binarised afresh at every draw (``binarize=True``), or passed through
-    ``transform(x, rng)`` (M1+M2: ``sample_gaussian``, a new ``z1 ~ q(z1|x)`` at every draw). The batches
+    200). Every draw passes through ``transform(x, rng)``: ``binarize`` by default (a fresh binarisation),
+    ``sample_gaussian`` for M1+M2 (a new ``z1 ~ q(z1|x)``), None for the inputs as they are. The batches
     of an epoch depend only on ``seed`` and ``epoch``: a training resumed at epoch ``e`` sees the batches
     an uninterrupted one would.
     Batches are dicts with the keys ``SEMI_SUPERVISED_KEYS``; labels are one-hot ``float32``.
@@ -400,17 +400,13 @@ class SemiSupervisedBatches(keras.utils.PyDataset):
         labelled_batch: int,
         unlabelled_batch: int,
         seed: int,
-        binarize: bool = True,
         n_classes: int = 10,
-        transform=None,
+        transform=binarize,
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if transform is not None and (binarize or not callable(transform)):
-            raise ValueError(
-                "transform must be a function transform(x, rng) and replaces binarisation: pass "
-                f"binarize=False with it; found binarize={binarize!r}, transform={transform!r}"
-            )
+        if transform is not None and not callable(transform):
+            raise TypeError(f"transform must be a function transform(x, rng) or None, found {transform!r}")
         x_labelled, x_unlabelled = np.asarray(x_labelled), np.asarray(x_unlabelled)
         y_labelled = np.asarray(y_labelled)
         self.labelled_batch = positive_int("labelled_batch", labelled_batch)
@@ -444,7 +440,6 @@ class SemiSupervisedBatches(keras.utils.PyDataset):
                 "unlabelled examples"
             )
         self.x_labelled, self.y_labelled, self.x_unlabelled = x_labelled, y_labelled, x_unlabelled
-        self.binarize = bool(binarize)
         self.transform = transform
         self.seed = seed
         self.epoch = 0
@@ -453,11 +448,9 @@ class SemiSupervisedBatches(keras.utils.PyDataset):
         return len(self.x_unlabelled) // self.unlabelled_batch
 
     def _images(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        if self.binarize:
-            return binarize(x, rng)
-        if self.transform is not None:
-            return np.asarray(self.transform(x, rng), dtype=np.float32)
-        return x.astype(np.float32, copy=False)
+        if self.transform is None:
+            return x.astype(np.float32, copy=False)
+        return np.asarray(self.transform(x, rng), dtype=np.float32)
 
     def _orders(self) -> tuple[np.ndarray, np.ndarray]:
         """This epoch's orders of the unlabelled and (cycled) labelled examples."""

@@ -25,9 +25,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from . import home
-from .checkpoints import Checkpoints, StopOnNonFinite, code_version
+from .checkpoints import Checkpoints, code_version
 from .publish import FIGURE_KEY
 from .run import STAGING_ENV, VARIANT_ENV, output_base, variant_tag
+from .training import StopOnNonFinite
 
 __all__ = [
     "Checkpoints",

@@ -12,9 +12,25 @@ import keras
 import numpy as np
 
 from .checks import finite_number, positive_int
-from .repro import StopOnNonFinite
 
-__all__ = ["ScannedSteps", "burda_schedule", "cosine_adam", "fit", "steps_per_epoch"]
+__all__ = ["ScannedSteps", "StopOnNonFinite", "burda_schedule", "cosine_adam", "fit", "steps_per_epoch"]
+
+
+class StopOnNonFinite(keras.callbacks.Callback):
+    """Fail ``fit`` with a ``FloatingPointError`` at the end of an epoch whose loss or metrics are not finite.
+
+    Unlike ``keras.callbacks.TerminateOnNaN``, which ends ``fit`` quietly, this fails the notebook; put first
+    among the callbacks, it stops before the epoch is checkpointed, so a diverged run leaves no weights to
+    load or to resume from. Introduced in notebook 01.
+    """
+
+    def on_epoch_end(self, epoch, logs=None):
+        bad = {k: float(v) for k, v in (logs or {}).items() if not math.isfinite(float(v))}
+        if bad:
+            raise FloatingPointError(
+                f"epoch {epoch + 1} ended with non-finite values {bad}: the run diverged and was stopped, "
+                "and nothing of this epoch was saved. Lower the learning rate or check the inputs."
+            )
 
 
 def steps_per_epoch(data, batch_size=None) -> int:

@@ -23,7 +23,7 @@ Introduced in ``notebooks/01_vae_mnist.ipynb``.
 """
 
 from .base import ArraySpec, DataError, Dataset, Source
-from .batches import BinarizedBatches, binarize, labelled_split
+from .batches import BinarizedBatches, ShuffledBatches, binarize, labelled_split
 from .cifar10 import CIFAR10_LABEL_NAMES
 from .files import data_dir, sha256sum
 from .registry import DATASETS, load
@@ -34,6 +34,7 @@ __all__ = [
     "DATASETS",
     "ArraySpec",
     "BinarizedBatches",
+    "ShuffledBatches",
     "DataError",
     "Dataset",
     "Source",

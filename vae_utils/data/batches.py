@@ -72,25 +72,22 @@ def labelled_split(y: np.ndarray, n_labelled: int, seed: int) -> tuple[np.ndarra
     return labelled, unlabelled
 
 
-class BinarizedBatches(keras.utils.PyDataset):
-    """Shuffled batches of ``x`` with a fresh stochastic binarisation every epoch.
+class ShuffledBatches(keras.utils.PyDataset):
+    """Batches of ``x`` in a new order every epoch, each passed through ``transform(x, rng)`` if given.
 
-    Dynamic binarisation (Salakhutdinov & Murray, 2008) turns grey MNIST into binary data that a
-    Bernoulli likelihood models exactly, and acts as data augmentation: the model never sees the same
-    binary image twice. Pass it to ``model.fit`` in place of an array. The batches of an epoch depend
-    only on ``seed`` and ``epoch``, so a training resumed at epoch ``e`` (``epoch = e``) sees the batches
-    an uninterrupted one would.
+    The order and the draws of an epoch depend only on ``seed`` and ``epoch``, so a training resumed at
+    epoch ``e`` (``epoch = e``) sees the batches an uninterrupted one would. Introduced in notebook 01.
     """
 
-    def __init__(self, x: np.ndarray, batch_size: int, seed: int, **kwargs):
+    def __init__(self, x: np.ndarray, batch_size: int, seed: int, transform=None, **kwargs):
         super().__init__(**kwargs)
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ValueError(f"batch_size must be an integer >= 1, found {batch_size!r}")
         if len(x) < batch_size:
             raise ValueError(f"batch_size={batch_size} is larger than the {len(x)} examples")
-        self.x = x
-        self.batch_size = batch_size
-        self.seed = seed
+        if transform is not None and not callable(transform):
+            raise TypeError(f"transform must be a function transform(x, rng), found {transform!r}")
+        self.x, self.batch_size, self.seed, self.transform = x, batch_size, seed, transform
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -105,8 +102,22 @@ class BinarizedBatches(keras.utils.PyDataset):
         return self._order
 
     def __getitem__(self, index: int) -> np.ndarray:
-        rows = self.order[index * self.batch_size : (index + 1) * self.batch_size]
-        return binarize(self.x[rows], np.random.default_rng((self.seed, self.epoch, index)))
+        batch = self.x[self.order[index * self.batch_size : (index + 1) * self.batch_size]]
+        if self.transform is None:
+            return batch
+        return self.transform(batch, np.random.default_rng((self.seed, self.epoch, index)))
 
     def on_epoch_end(self) -> None:
         self.epoch += 1
+
+
+class BinarizedBatches(ShuffledBatches):
+    """``ShuffledBatches`` with a fresh stochastic binarisation of every batch (``binarize``).
+
+    Dynamic binarisation (Salakhutdinov & Murray, 2008) turns grey MNIST into binary data that a
+    Bernoulli likelihood models exactly, and acts as data augmentation: the model never sees the same
+    binary image twice. Pass it to ``model.fit`` in place of an array. Introduced in notebook 01.
+    """
+
+    def __init__(self, x: np.ndarray, batch_size: int, seed: int, **kwargs):
+        super().__init__(x, batch_size, seed, transform=binarize, **kwargs)
