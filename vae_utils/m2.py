@@ -71,9 +71,9 @@ def classifier(input_shape, n_classes, hidden=(500,), activation="softplus"):
 class LabelledEncoder(keras.Model):
     """q(z|x,y): an MLP on ``[x, y_onehot]`` whose first layer is split, ``W_x x + W_y y + b``.
 
-    The split is the same function as a dense layer on the concatenation ``[x, y]`` (its kernel is
-    ``W_x`` stacked on ``W_y``), and lets the unlabelled bound compute ``W_x x`` once per image instead
-    of once per class: ``first_layer(x)`` then ``from_first_layer(h_x, y)`` for each class.
+    The same function as a dense layer on ``[x, y]`` (kernel ``W_x`` stacked on ``W_y``); the unlabelled
+    bound computes ``W_x x`` once per image instead of once per class (``first_layer(x)``, then
+    ``from_first_layer(h_x, y)`` per class). Introduced in notebook 06.
     """
 
     def __init__(self, input_shape, n_classes, latent_dim, hidden=(500,), activation="softplus", **kwargs):
