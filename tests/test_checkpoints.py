@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 
-from vae_utils import evaluate, m2, models, repro
+from vae_utils import evaluate, m2, models, repro, run
 
 K, SHAPE = 3, (4, 4)
 
@@ -356,3 +356,87 @@ def test_config_arrays_are_keyed_by_content_and_the_optimizer_and_layers_by_thei
     assert len(keys) == 2
     with pytest.raises(TypeError, match="keys must be strings"):
         repro.Checkpoints(tmp_path, {1: 2})
+
+
+def _vae(seed=0):
+    keras.utils.set_random_seed(seed)
+    return models.VAE(
+        models.dense_encoder(SHAPE, 2, hidden=(8,)), models.dense_decoder(2, SHAPE, hidden=(8,))
+    )
+
+
+def _binary(n=40):
+    return (np.random.default_rng(0).random((n, *SHAPE)) < 0.5).astype("float32")
+
+
+def test_a_diverging_fit_stops_loudly_and_leaves_nothing_to_load_or_resume(tmp_path):
+    ckpt = repro.Checkpoints(tmp_path, {"learning_rate": 1e30})
+    model = _vae()
+    model.compile(optimizer=keras.optimizers.SGD(1e30))
+    x = _binary()
+    with pytest.raises(FloatingPointError, match="epoch 1 ended with non-finite values"):
+        model.fit(x, validation_data=(x,), epochs=3, batch_size=10, verbose=0, callbacks=ckpt.callbacks())
+    assert not ckpt.state_dir.exists() and not ckpt.resuming and not ckpt.complete
+
+
+def test_a_checkpoint_is_keyed_by_backend_code_and_upstream_training(tmp_path, monkeypatch):
+    monkeypatch.setenv("VAE_OUTPUT_DIR", str(tmp_path))
+    r = repro.Run("99_test", seed=0, smoke=True)
+
+    def train_a():
+        return 1
+
+    def train_b():
+        return 2
+
+    upstream = r.checkpoints("m1", {"epochs": 3}).bind(train_a)
+    other_upstream = r.checkpoints("m1", {"epochs": 4}).bind(train_a)
+    a = r.checkpoints("m1m2", {"epochs": 5}, upstream=(upstream,)).bind(train_a)
+    assert a.config["backend"] == keras.backend.backend()
+    assert a.config["upstream"] == {"m1": upstream.key}
+    assert r.checkpoints("m1m2", {"epochs": 5}, upstream=(upstream,)).bind(train_a).key == a.key
+    assert r.checkpoints("m1m2", {"epochs": 5}, upstream=(upstream,)).bind(train_b).key != a.key
+    assert r.checkpoints("m1m2", {"epochs": 5}, upstream=(other_upstream,)).bind(train_a).key != a.key
+    monkeypatch.setattr(keras.backend, "backend", lambda: "torch")
+    assert r.checkpoints("m1m2", {"epochs": 5}, upstream=(upstream,)).bind(train_a).key != a.key
+
+
+def test_a_results_file_says_whether_each_training_ran_resumed_or_was_loaded(tmp_path, monkeypatch):
+    monkeypatch.setenv("VAE_OUTPUT_DIR", str(tmp_path))
+    monkeypatch.delenv(run.STAGING_ENV, raising=False)
+    x = _binary()
+    r = repro.Run("99_test", seed=0, smoke=True)
+    ckpt = r.checkpoints("vae", {"epochs": 4})
+    model = _vae()
+    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+
+    class Interrupt(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(
+            x,
+            validation_data=(x,),
+            epochs=4,
+            batch_size=10,
+            verbose=0,
+            callbacks=[*ckpt.callbacks(), Interrupt()],
+        )
+    r = repro.Run("99_test", seed=0, smoke=True)  # the notebook run again
+    ckpt = r.checkpoints("vae", {"epochs": 4})
+    model = _vae()
+    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    model.fit(x, validation_data=(x,), epochs=4, batch_size=10, verbose=0, callbacks=ckpt.callbacks())
+    ckpt.finish(model)
+    record = json.loads(r.save_metrics({"done": 1}).read_text())["trainings"]["vae"]
+    assert record.pop("seconds_per_epoch") > 0
+    assert record == {
+        "checkpoint": ckpt.key,
+        "status": "resumed after epoch 2",
+        "resumed_after_epoch": 2,
+        "epochs_logged": 4,
+    }
+    again = repro.Run("99_test", seed=0, smoke=True).checkpoints("vae", {"epochs": 4})
+    assert again.complete and again.record()["status"] == "loaded a finished training"

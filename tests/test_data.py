@@ -298,3 +298,13 @@ def test_labelled_split_rejects_impossible_sizes(n_labelled, error, message):
     y = np.concatenate([np.zeros(20, int), np.repeat(np.arange(1, 10), 200)])
     with pytest.raises(error, match=message):
         data.labelled_split(y, n_labelled, seed=0)
+
+
+def test_labelled_split_refuses_one_hot_labels():
+    from vae_utils import data
+
+    y = np.eye(10)[np.arange(100) % 10]
+    with pytest.raises(
+        ValueError, match=r"integer class labels of shape \(n,\), found float64 of shape \(100, 10\)"
+    ):
+        data.labelled_split(y, 10, seed=0)

@@ -7,8 +7,12 @@ registry's URLs and checksums monkeypatched to point at them: the machines that 
 import dataclasses
 import hashlib
 import io
+import os
 import pickle
+import subprocess
+import sys
 import tarfile
+import time
 
 import numpy as np
 import pytest
@@ -509,3 +513,59 @@ def test_scikit_learn_images_on_another_scale_are_refused_and_nothing_cached(iso
 def test_datasets_without_options_refuse_them(isolated):
     with pytest.raises(TypeError, match=r"dataset 'mnist' takes no options, found \['classes'\]"):
         data.load("mnist", classes=(1,))
+
+
+def test_a_missing_file_or_refused_connection_names_the_file_and_the_url(tmp_path, http_files):
+    from vae_utils.data import DataError, files
+
+    url = http_files.url(tmp_path / "served" / "toy.npz")
+    cache = tmp_path / "cache"
+    with pytest.raises(DataError, match=rf"could not download toy.npz from {url} after 3 attempts \(404"):
+        files._download(url, cache / "toy.npz", "0" * 64)
+    with pytest.raises(DataError, match=r"could not download toy.npz from http://127.0.0.1:9/toy.npz"):
+        files._download("http://127.0.0.1:9/toy.npz", cache / "toy.npz", "0" * 64)
+    assert list(cache.iterdir()) == []
+
+
+def test_a_download_clears_stale_partial_files_and_caches_group_readable_files(tmp_path, http_files):
+    import hashlib
+
+    from vae_utils.data import files
+
+    served = tmp_path / "served"
+    served.mkdir()
+    (served / "toy.npz").write_bytes(b"toy bytes")
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    stale, fresh = cache / ".toy.npz.killed.part", cache / f".toy.npz.{os.getpid()}.running.part"
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    killed = cache / f".toy.npz.{int(dead.stdout)}.sigterm.part"  # just written, by a process now gone
+    killed.mkdir()
+    for path in (stale, fresh):
+        path.write_bytes(b"half")
+    two_hours_ago = time.time() - 7200
+    os.utime(stale, (two_hours_ago, two_hours_ago))
+    old_mask = os.umask(0o022)
+    try:
+        files._download(
+            http_files.url(served / "toy.npz"), cache / "toy.npz", hashlib.sha256(b"toy bytes").hexdigest()
+        )
+    finally:
+        os.umask(old_mask)
+    assert sorted(p.name for p in cache.iterdir()) == [fresh.name, "toy.npz"]  # a live download is kept
+    assert (cache / "toy.npz").stat().st_mode & 0o777 == 0o644
+
+
+def test_a_web_page_served_as_frey_faces_and_a_file_as_the_cache_are_named_errors(tmp_path):
+    from vae_utils.data import faces, files
+
+    page = tmp_path / "frey_rawface.mat"
+    page.write_text("<html><body>Not Found</body></html>")
+    with pytest.raises(data.DataError, match="not a readable MATLAB .mat file.*frey_rawface.mat"):
+        faces._frey_from_mat(page)
+    in_the_way = tmp_path / "cache"
+    in_the_way.write_text("")
+    with pytest.raises(data.DataError, match="expected a writable directory. Set VAE_DATA_DIR"):
+        files._clear_stale(in_the_way / "sub", "mnist.npz")

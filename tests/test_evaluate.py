@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 
+import keras
 import numpy as np
 import pytest
 from keras import ops
@@ -18,7 +19,6 @@ from vae_utils import evaluate, models
 @pytest.fixture(scope="module")
 def tiny_vae():
     """A VAE with a 1-D latent space over 6 binary pixels, so that p(x) is a 1-D integral."""
-    import keras
 
     keras.utils.set_random_seed(3)
     encoder = models.dense_encoder((6,), 1, hidden=(8,), activation="tanh")
@@ -104,7 +104,6 @@ def test_evaluation_rejects_an_empty_or_unbatched_input(tiny_vae):
 @pytest.fixture(scope="module")
 def tiny_logistic_vae():
     """A VAE with a 1-D latent space over 2 x 2 grey pixels and a discretised logistic decoder."""
-    import keras
 
     keras.utils.set_random_seed(4)
     encoder = models.dense_encoder((2, 2, 1), 1, hidden=(8,), activation="tanh")
@@ -208,3 +207,31 @@ def test_score_reports_the_elbo_of_all_images_and_the_iwae_estimate_of_the_first
     assert scores["test_bits_per_dim_elbo"] == pytest.approx(-elbo.mean() / (4 * np.log(2)))
     with pytest.raises(ValueError, match="pixel values in \\[0, 1\\]"):
         evaluate.score(tiny_logistic_vae, x * 255, k=2)
+
+
+SHAPE = (4, 4)
+
+
+def test_elbo_and_iwae_refuse_8_bit_pixels():
+    from vae_utils import evaluate
+
+    x = np.full((4, *SHAPE), 255, np.uint8)
+    for estimate in (evaluate.elbo, evaluate.iwae_log_likelihood):
+        with pytest.raises(ValueError, match=r"pixel values in \[0, 1\].*found uint8 values in \[255, 255\]"):
+            estimate(
+                models.VAE(
+                    models.dense_encoder(SHAPE, 2, hidden=(8,)), models.dense_decoder(2, SHAPE, hidden=(8,))
+                ),
+                x,
+            )
+
+
+@pytest.mark.parametrize(
+    ("values", "dims", "message"),
+    [([], 784, "found an empty array"), ([-90.0, np.nan], 784, "found NaN"), ([-90.0], 784.5, "784.5")],
+)
+def test_bits_per_dim_refuses_empty_or_non_finite_input_and_fractional_dims(values, dims, message):
+    from vae_utils import evaluate
+
+    with pytest.raises(ValueError, match=message):
+        evaluate.bits_per_dim(np.asarray(values), dims)

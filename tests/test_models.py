@@ -234,3 +234,17 @@ def test_tensorflows_retracing_notice_is_kept_out_of_outputs_and_its_other_warni
         )
         logger.warning("another warning")
     assert [r.getMessage() for r in caplog.records] == ["another warning"]
+
+
+SHAPE = (4, 4)
+
+
+def test_a_vae_refuses_an_encoder_and_decoder_that_do_not_fit():
+    encoder = models.dense_encoder(SHAPE, 2, hidden=(8,))
+    with pytest.raises(ValueError, match="encoder outputs 2-D codes but the decoder takes 3-D codes"):
+        models.VAE(encoder, models.dense_decoder(3, SHAPE, hidden=(8,)))
+    with pytest.raises(ValueError, match=r"decoder must output \(4, 4\).*found \(5, 5\)"):
+        models.VAE(encoder, models.dense_decoder(2, (5, 5), hidden=(8,)))
+    rgb = models.conv_encoder((8, 8, 3), 2)
+    with pytest.raises(ValueError, match=r"was it built with likelihood='logistic'"):
+        models.VAE(rgb, models.conv_decoder(2, (8, 8, 3)), likelihood="logistic")

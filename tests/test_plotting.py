@@ -171,3 +171,10 @@ def test_latent_traversal_checks_the_decoder_output_and_the_dimensions():
         plotting.latent_traversal(decode, np.zeros(3), [3], [0.0], image_shape=(4, 4))
     with pytest.raises(ValueError, match="at least one dimension"):
         plotting.latent_traversal(decode, np.zeros(3), [], [0.0], image_shape=(4, 4))
+
+
+def test_image_grid_refuses_zero_columns():
+    from vae_utils import plotting
+
+    with pytest.raises(ValueError, match="n_cols must be an integer >= 1, found 0"):
+        plotting.image_grid(np.zeros((3, 4, 4)), n_cols=0)

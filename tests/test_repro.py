@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from keras import ops
 
-from vae_utils import repro
+from vae_utils import repro, run
 
 
 def test_seed_everything_makes_numpy_and_keras_draws_repeat():
@@ -88,3 +88,15 @@ def test_a_run_of_a_sweep_saves_its_own_metrics_file(tmp_path, monkeypatch):
     )
     run.save_figure(plt.figure(), "curves")
     assert [p.name for p in run.figures_dir.iterdir()] == ["05_test__N_LABELLED=100_SEED=1_curves.png"]
+
+
+def test_save_metrics_refuses_a_non_finite_value_inside_an_array_naming_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("VAE_OUTPUT_DIR", str(tmp_path))
+    monkeypatch.delenv(run.STAGING_ENV, raising=False)
+    monkeypatch.delenv(run.VARIANT_ENV, raising=False)
+    r = repro.Run("99_test", seed=0, smoke=True)
+    with pytest.raises(ValueError, match=r"metric m2.errors\[1\] is nan"):
+        r.save_metrics({"m2": {"errors": np.array([3.0, np.nan])}})
+    assert not (tmp_path / "results").exists()
+    path = r.save_metrics({"errors": np.array([3.0, 4.5])})
+    assert json.loads(path.read_text())["metrics"] == {"errors": [3.0, 4.5]}

@@ -1,12 +1,21 @@
 """The papermill runner on small notebooks written by the tests."""
 
+import base64
 import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
 
 import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from vae_utils import run
+from vae_utils import publish, run
+
+from .conftest import write_notebook
 
 
 def _notebook(path, body):
@@ -110,3 +119,203 @@ def test_a_sweep_runs_once_per_combination_and_leaves_the_notebook_alone(tmp_pat
     for epochs in (2, 3):
         executed = nbformat.read(tmp_path / "o" / f"05_demo__EPOCHS={epochs}.ipynb", as_version=4)
         assert executed.cells[-1].outputs[0]["text"] == f"{epochs * 10}\n"
+
+
+SAVES = """
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+from vae_utils import repro
+run = repro.Run("01_demo", seed=0, smoke=SMOKE)
+fig = plt.figure()
+run.save_figure(fig, "curve")
+run.save_metrics({"epochs": EPOCHS})
+"""
+
+
+@pytest.fixture
+def published(tmp_path, monkeypatch):
+    """Where runs publish (``$VAE_OUTPUT_DIR``), with a figure and a metrics file of an earlier run."""
+    base = tmp_path / "published"
+    (base / "figures").mkdir(parents=True)
+    (base / "results").mkdir()
+    (base / "figures" / "01_demo_curve.png").write_text("earlier run")
+    (base / "results" / "01_demo.json").write_text("earlier run")
+    monkeypatch.setenv("VAE_OUTPUT_DIR", str(base))
+    return base
+
+
+def _staging_left():
+    return [p for p in run.STAGING_DIR.glob("01_demo.*")] if run.STAGING_DIR.exists() else []
+
+
+@pytest.mark.notebook
+def test_a_run_that_fails_at_its_last_cell_publishes_none_of_its_figures_or_metrics(tmp_path, published):
+    source = write_notebook(tmp_path / "01_demo.ipynb", SAVES + "\nraise RuntimeError('last cell failed')")
+    before = source.read_text()
+    with pytest.raises(Exception, match="last cell failed"):
+        run.execute(source, "full")
+    assert source.read_text() == before
+    assert (published / "figures" / "01_demo_curve.png").read_text() == "earlier run"
+    assert (published / "results" / "01_demo.json").read_text() == "earlier run"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["01_demo.ipynb", "published"]
+    assert _staging_left() == []
+
+
+@pytest.mark.notebook
+def test_a_finished_run_publishes_its_figures_metrics_and_notebook_together(tmp_path, published):
+    (published / "figures" / "01_demo_gone.png").write_text("a figure this run no longer makes")
+    (published / "figures" / "01_demo__SEED=1_curve.png").write_text("another variant's figure")
+    source = write_notebook(tmp_path / "01_demo.ipynb", SAVES)
+    run.execute(source, "full")
+    assert (published / "figures" / "01_demo_curve.png").read_bytes().startswith(b"\x89PNG")
+    assert json.loads((published / "results" / "01_demo.json").read_text())["metrics"] == {"epochs": 50}
+    assert not (published / "figures" / "01_demo_gone.png").exists()  # stale: not of this run
+    assert (published / "figures" / "01_demo__SEED=1_curve.png").exists()  # another run's: kept
+    assert nbformat.read(source, as_version=4).cells[-1].outputs, "the executed notebook is published too"
+    assert source.stat().st_mode & 0o044 == 0o044, "readable like any other file, not mkstemp's 0600"
+    assert _staging_left() == []
+
+
+@pytest.mark.notebook
+def test_a_notebook_shows_the_figure_file_it_published_whatever_the_callers_backend(
+    tmp_path, published, monkeypatch
+):
+    monkeypatch.setenv("MPLBACKEND", "Agg")  # as .ci/run sets it: the kernel must still draw inline
+    body = SAVES.replace('matplotlib.use("Agg")\n', "") + "\nplt.plot([0, 1])  # a figure not saved"
+    source = write_notebook(tmp_path / "01_demo.ipynb", body)
+    run.execute(source, "full")
+    images = [
+        o for o in nbformat.read(source, as_version=4).cells[-1].outputs if "image/png" in o.get("data", {})
+    ]
+    saved = [o for o in images if o.metadata.get(publish.FIGURE_KEY) == "01_demo_curve.png"]
+    assert len(saved) == 1 and len(images) == 2, (
+        "the saved figure once, as its file, and the plain plot inline"
+    )
+    published_png = (published / "figures" / "01_demo_curve.png").read_bytes()
+    assert base64.b64decode(saved[0].data["image/png"]) == published_png
+
+
+@pytest.mark.notebook
+def test_a_run_whose_notebook_does_not_show_a_saved_figure_publishes_nothing(tmp_path, published):
+    # a figure written beside save_figure, so that no cell displays it
+    body = SAVES + "\nfig.savefig(run.figures_dir / '01_demo_hidden.png')"
+    source = write_notebook(tmp_path / "01_demo.ipynb", body)
+    before = source.read_text()
+    with pytest.raises(RuntimeError, match=r"saved \['01_demo_hidden.png'\] but its notebook shows no image"):
+        run.execute(source, "full")
+    assert source.read_text() == before
+    assert (published / "figures" / "01_demo_curve.png").read_text() == "earlier run"
+    assert (published / "results" / "01_demo.json").read_text() == "earlier run"
+    assert not (published / "figures" / "01_demo_hidden.png").exists() and _staging_left() == []
+
+
+def test_consecutive_prints_are_merged_into_one_output_per_stream():
+    outputs = [nbformat.v4.new_output("stream", name="stdout", text=t) for t in ("a\n", "b\n")]
+    outputs += [nbformat.v4.new_output("stream", name="stderr", text="w\n")]
+    outputs += [nbformat.v4.new_output("stream", name="stdout", text="c\n")]
+    merged = publish.merge_streams(outputs)
+    assert [(o.name, o.text) for o in merged] == [("stdout", "a\nb\n"), ("stderr", "w\n"), ("stdout", "c\n")]
+
+
+@pytest.mark.notebook
+def test_every_run_of_a_sweep_saves_its_own_results_file(tmp_path, published):
+    source = write_notebook(tmp_path / "01_demo.ipynb", SAVES)
+    assert run.main([str(source), "--profile", "full", "--sweep", "EPOCHS=2,3"]) == 0
+    for epochs in (2, 3):
+        record = json.loads((published / "results" / "01_demo" / f"EPOCHS={epochs}.json").read_text())
+        assert record["metrics"] == {"epochs": epochs} and record["variant"] == {"EPOCHS": epochs}
+        assert (published / "figures" / f"01_demo__EPOCHS={epochs}_curve.png").exists()
+    assert (published / "results" / "01_demo.json").read_text() == "earlier run"  # not overwritten
+
+
+@pytest.mark.parametrize(
+    ("sweep", "message"),
+    [
+        ("NOPE=1", "NOPE is not a parameter of the notebook: expected one of .'EPOCHS', 'SMOKE'."),
+        ("EPOCHS=1,,2", "a sweep value is empty in 'EPOCHS=1,,2'"),
+        ("EPOCHS=1,1", "a sweep value is repeated"),
+    ],
+)
+def test_a_sweep_over_an_unknown_name_or_an_empty_value_is_refused_before_anything_runs(
+    tmp_path, capsys, sweep, message
+):
+    source = write_notebook(tmp_path / "01_demo.ipynb", "raise RuntimeError('must not run')")
+    with pytest.raises(SystemExit):
+        run.main([str(source), "--profile", "full", "--sweep", sweep])
+    assert re.search(message, capsys.readouterr().err)
+
+
+@pytest.mark.notebook
+def test_without_a_profile_the_runner_does_a_smoke_run_and_output_dir_takes_everything(tmp_path, monkeypatch):
+    monkeypatch.delenv("VAE_OUTPUT_DIR", raising=False)
+    source = write_notebook(tmp_path / "01_demo.ipynb", SAVES + "\nprint('smoke' if SMOKE else 'full')")
+    before = source.read_text()
+    out = tmp_path / "out"
+    assert run.main([str(source), "--output-dir", str(out)]) == 0
+    assert source.read_text() == before
+    executed = nbformat.read(out / "01_demo.ipynb", as_version=4)
+    assert executed.cells[-1].outputs[-1]["text"] == "smoke\n"
+    assert json.loads((out / "results" / "01_demo.json").read_text())["profile"] == "smoke"
+    assert (out / "figures" / "01_demo_curve.png").exists()
+
+
+@pytest.mark.notebook
+def test_a_relative_data_path_reaches_the_kernel_as_an_absolute_one(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("VAE_DATA_MIRROR", "relative/mirror")
+    source = write_notebook(tmp_path / "01_demo.ipynb", "import os; print(os.environ['VAE_DATA_MIRROR'])")
+    out = run.execute(source, "smoke", output_dir=tmp_path / "out")
+    printed = nbformat.read(out, as_version=4).cells[-1].outputs[0]["text"].strip()
+    assert printed == str(tmp_path / "relative" / "mirror")
+    assert os.environ["VAE_DATA_MIRROR"] == "relative/mirror"  # this process's environment is restored
+
+
+@pytest.mark.notebook
+def test_sigterm_stops_a_full_run_and_leaves_nothing_half_written(tmp_path, published):
+    source = write_notebook(
+        tmp_path / "01_demo.ipynb", SAVES + "\nimport time\nprint('started', flush=True)\ntime.sleep(120)"
+    )
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "vae_utils.run", str(source), "--profile", "full"],
+        env={**os.environ, "VAE_OUTPUT_DIR": str(published)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not any(p.name == "01_demo_curve.png" for p in run.STAGING_DIR.rglob("*.png")):
+        assert time.monotonic() < deadline and runner.poll() is None, "the notebook never reached its sleep"
+        time.sleep(0.5)
+    runner.send_signal(signal.SIGTERM)
+    runner.communicate(timeout=60)
+    assert runner.returncode != 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["01_demo.ipynb", "published"]  # no temp copy
+    assert (published / "figures" / "01_demo_curve.png").read_text() == "earlier run"
+    assert _staging_left() == []
+
+
+@pytest.mark.notebook
+def test_notebook_06_fails_loudly_on_a_diverging_learning_rate_and_publishes_nothing(
+    tmp_path, monkeypatch, mirror
+):
+    # the reproduction of the report: LEARNING_RATE=1000 once gave a finite "test error" from NaN logits
+    monkeypatch.setenv("VAE_DATA_MIRROR", str(mirror))
+    monkeypatch.setenv("VAE_OFFLINE", "1")
+    monkeypatch.setenv("VAE_OUTPUT_DIR", str(tmp_path))
+    notebook = run.NOTEBOOKS / "06_semi_supervised_m2.ipynb"
+    with pytest.raises(Exception, match="FloatingPointError"):
+        run.execute(
+            notebook, "smoke", output_dir=tmp_path / "notebooks", parameters={"LEARNING_RATE": 1000.0}
+        )
+    assert not (tmp_path / "results").exists() and not (tmp_path / "figures").exists()
+    assert not (tmp_path / "notebooks" / "06_semi_supervised_m2.ipynb").exists()
+
+
+def test_an_output_dir_that_cannot_be_written_is_refused_before_anything_runs(tmp_path, capsys):
+    in_the_way = tmp_path / "results"
+    in_the_way.write_text("")
+    with pytest.raises(SystemExit):
+        run.main([str(run.notebooks()[0]), "--output-dir", str(in_the_way / "out")])
+    assert "expected a writable directory" in capsys.readouterr().err
+    assert [p.name for p in tmp_path.iterdir()] == ["results"], "nothing may be written anywhere else"

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from vae_utils import data, models, repro, training
+from vae_utils import data, losses, m2, models, repro, training
 
 SHAPE = (4, 4)
 
@@ -66,3 +66,21 @@ def test_a_finished_training_is_loaded_and_not_trained_again(tmp_path):
     for a, b in zip(trained.get_weights(), fresh.get_weights()):
         np.testing.assert_array_equal(a, b)
     assert {p: p.read_bytes() for p in ckpt.directory.rglob("*") if p.is_file()} == files
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        (
+            lambda: losses.gaussian_kl(np.zeros((4, 1)), np.zeros((4, 3))),
+            ValueError,
+            r"\(4, 1\) and \(4, 3\)",
+        ),
+        (lambda: data.BinarizedBatches(np.zeros((5, 2)), 0, seed=0), ValueError, "integer >= 1, found 0"),
+        (lambda: m2.SemiSupervisedVAE(None, None, None, 10, 1, 1), TypeError, "found NoneType"),
+    ],
+    ids=["KL of shapes that broadcast", "batches of size 0", "M2 without sub-models"],
+)
+def test_training_code_refuses_inputs_it_would_misuse(call, error, message):
+    with pytest.raises(error, match=message):
+        call()

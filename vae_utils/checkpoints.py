@@ -3,229 +3,30 @@
 A training's identity is what determines its weights: its settings (``config``), the Keras backend, the
 checkpoints of the trainings it learns from, and the code that trains it, found by following the model,
 the data, the callbacks and ``training.fit`` to every function and class of ``vae_utils`` or of the
-notebook that they use (``code_sources``). Its files live in ``<directory>/<key>/``, ``key`` a hash of
-the identity. Introduced in ``notebooks/01_vae_mnist.ipynb``; the rule is spelled out in notebook 06.
+notebook that they use (``identity.code_sources``). Its files live in ``<directory>/<key>/``, ``key``
+a hash of the identity. Introduced in ``notebooks/01_vae_mnist.ipynb``; the rule is spelled out in
+notebook 06.
 """
 
 from __future__ import annotations
 
-import ast
 import csv
 import hashlib
-import inspect
 import io
 import json
-import math
 import os
 import shutil
-import tempfile
-import textwrap
 import time
-import types
 from pathlib import Path
 
 import keras
 import numpy as np
 
+from .atomic import write_text
+from .identity import _canonical, code_sources, identity_key, model_structure
 from .training import StopOnNonFinite
 
-__all__ = ["Checkpoints", "code_sources", "code_version", "identity_key"]
-
-#: Modules whose code is part of a training's identity: the package and the notebook (``__main__``).
-OWN_MODULES = ("vae_utils", "__main__")
-
-
-# --------------------------------------------------------------------------------------------------
-# Identity: settings by content, code by what it reaches
-# --------------------------------------------------------------------------------------------------
-
-
-def _canonical(value):
-    """``value`` as plain JSON: arrays by their content's hash, so two arrays of one shape differ."""
-    if isinstance(value, dict):
-        if not all(isinstance(k, str) for k in value):
-            raise TypeError(f"a checkpoint config's keys must be strings, found {list(value)!r}")
-        return {k: _canonical(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_canonical(v) for v in value]
-    if isinstance(value, np.ndarray) or (hasattr(value, "shape") and hasattr(value, "dtype")):
-        array = np.ascontiguousarray(keras.ops.convert_to_numpy(value))
-        if array.ndim == 0:
-            return _canonical(array.item())
-        return {
-            "array": hashlib.sha1(array.tobytes()).hexdigest(),
-            "shape": list(array.shape),
-            "dtype": str(array.dtype),
-        }
-    if isinstance(value, np.generic):
-        return value.item()
-    if value is None or isinstance(value, (bool, int, float, str)):
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ValueError(f"a checkpoint config holds {value}: expected finite numbers")
-        return value
-    raise TypeError(
-        f"a checkpoint config holds a {type(value).__name__} ({value!r}): expected numbers, strings, "
-        "lists, dicts or arrays"
-    )
-
-
-def identity_key(config: dict) -> str:
-    """The 12-hex-digit key of ``config`` (see ``_canonical``)."""
-    text = json.dumps(_canonical(config), sort_keys=True)
-    return hashlib.sha1(text.encode()).hexdigest()[:12]
-
-
-_CONSTANT = (str, bytes, int, float, bool, type(None), tuple, frozenset, np.ndarray)
-
-
-class _Setting(tuple):
-    """A module-level constant that a function reads, hashed by its value."""
-
-    def __new__(cls, name, value):
-        return super().__new__(cls, (name, value))
-
-
-def _own(obj, own=OWN_MODULES) -> bool:
-    module = getattr(obj, "__module__", None) or ""
-    return module.split(".")[0] in own
-
-
-def _code_objects(code):
-    yield code
-    for const in code.co_consts:
-        if isinstance(const, types.CodeType):
-            yield from _code_objects(const)
-
-
-def code_sources(*roots) -> dict[str, str]:
-    """The source (without docstrings and comments) of every function and class method that ``roots`` reach.
-
-    A root is a function, a class, a module or an instance (a model, a batches object, a callback). An
-    instance brings its class and, for a Keras model, the class of each of its layers; a class brings
-    every method defined in it and in its bases of ``vae_utils`` or of the notebook; a function brings
-    every function, class or module attribute of ``vae_utils`` or of the notebook that its code names.
-    Code of other packages (Keras, NumPy) is left out, their versions recorded with each run, unless a
-    function or class of theirs is itself a root: its module's code is then followed too.
-    """
-    own = set(OWN_MODULES) | {
-        r.__module__.split(".")[0] for r in roots if isinstance(r, (type, types.FunctionType))
-    }
-    sources: dict[str, str] = {}
-    seen: dict[int, object] = {}  # the objects too, so that no id is reused while this runs
-    pending = list(roots)
-    while pending:
-        obj = pending.pop()
-        if id(obj) in seen:
-            continue
-        seen[id(obj)] = obj
-        if isinstance(obj, _Setting):
-            sources[obj[0]] = repr(_canonical(obj[1]) if not isinstance(obj[1], tuple) else obj[1])
-        elif isinstance(obj, (staticmethod, classmethod)):
-            pending.append(obj.__func__)
-        elif isinstance(obj, property):
-            pending.extend(f for f in (obj.fget, obj.fset) if f is not None)
-        elif isinstance(obj, types.ModuleType):
-            if obj.__name__.split(".")[0] in own:
-                sources[obj.__name__] = _code_only(inspect.getsource(obj))
-        elif isinstance(obj, type):
-            for cls in obj.__mro__:
-                if _own(cls, own) and id(cls) not in seen:
-                    pending.append(cls)
-            if _own(obj, own):
-                sources[f"{obj.__module__}.{obj.__qualname__}"] = "class " + ",".join(
-                    f"{b.__module__}.{b.__qualname__}" for b in obj.__bases__
-                )
-                pending.extend(obj.__dict__.values())
-        elif isinstance(obj, (types.FunctionType, types.MethodType)):
-            func = getattr(obj, "__func__", obj)
-            if not _own(func, own):
-                continue
-            sources[f"{func.__module__}.{func.__qualname__}"] = _code_only(inspect.getsource(func))
-            pending.extend(_referenced(func, own))
-        elif isinstance(obj, _CONSTANT):
-            continue
-        else:  # an instance: its class, a model's layers, and functions it holds (a transform, say)
-            pending.append(type(obj))
-            if isinstance(obj, keras.layers.Layer):
-                pending.extend(type(layer) for layer in obj._flatten_layers(include_self=False))
-            held = getattr(obj, "__dict__", {}).values()
-            pending.extend(v for v in held if isinstance(v, types.FunctionType))
-    return dict(sorted(sources.items()))
-
-
-def _referenced(func, own) -> list:
-    """The objects of ``vae_utils`` or the notebook that the code of ``func`` names."""
-    names = {name for code in _code_objects(func.__code__) for name in code.co_names}
-    found = []
-    for name in sorted(names):
-        value = func.__globals__.get(name)
-        if isinstance(value, types.ModuleType) and value.__name__.split(".")[0] in own:
-            # a module names its functions by attribute: losses.gaussian_kl
-            found.extend(getattr(value, attr) for attr in names if _own(getattr(value, attr, None), own))
-        elif _own(value, own) and isinstance(value, (type, types.FunctionType)):
-            found.append(value)
-        elif isinstance(value, _CONSTANT) and name.isupper():  # a setting: LATENT_DIM = 50
-            found.append(_Setting(f"{func.__module__}.{name}", value))
-    for cell in func.__closure__ or ():
-        try:
-            value = cell.cell_contents
-        except ValueError:  # an empty cell
-            continue
-        if _own(value, own) and isinstance(value, (type, types.FunctionType)):
-            found.append(value)
-    return found
-
-
-def code_version(*roots) -> str:
-    """A short hash of ``code_sources(*roots)``: docstrings, comments and layout do not change it."""
-    digest = hashlib.sha1()
-    for name, source in code_sources(*roots).items():
-        digest.update(f"{name}\n{source}\n".encode())
-    return digest.hexdigest()[:12]
-
-
-def _code_only(source: str) -> str:
-    try:
-        tree = ast.parse(textwrap.dedent(source))
-    except SyntaxError:  # a lambda cut out of a longer line: hash its text as it stands
-        return source
-    for node in ast.walk(tree):
-        documented = isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
-        if documented and node.body and _is_docstring(node.body[0]):
-            node.body = node.body[1:] or [ast.Pass()]
-    return ast.unparse(tree)
-
-
-def _is_docstring(statement) -> bool:
-    return (
-        isinstance(statement, ast.Expr)
-        and isinstance(statement.value, ast.Constant)
-        and isinstance(statement.value.value, str)
-    )
-
-
-def _model_structure(model) -> list:
-    """Each layer's class, settings (without its name) and weight shapes: the architecture that trains."""
-
-    def unnamed(config):
-        if isinstance(config, dict):
-            return {k: unnamed(v) for k, v in config.items() if k != "name"}
-        if isinstance(config, list):
-            return [unnamed(v) for v in config]
-        return config
-
-    structure = []
-    for layer in model._flatten_layers(include_self=True):
-        if layer._flatten_layers(include_self=False):  # a container: its leaves say it all
-            continue
-        try:
-            config = unnamed(layer.get_config())
-        except NotImplementedError:
-            config = {}
-        shapes = [list(w.shape) for w in layer.weights]
-        structure.append([type(layer).__qualname__, json.loads(json.dumps(config, default=str)), shapes])
-    return structure
-
+__all__ = ["Checkpoints"]
 
 # --------------------------------------------------------------------------------------------------
 # The per-epoch state: one folder, written whole, then renamed into place
@@ -246,21 +47,6 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _write_file(path: Path, text: str) -> None:
-    """``text`` into ``path`` atomically (a temporary file beside it, flushed, renamed)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class Checkpoints:
@@ -318,7 +104,7 @@ class Checkpoints:
             identity["optimizer"] = json.loads(json.dumps(settings, default=str))
         if model is not None:
             identity["layers"] = hashlib.sha1(
-                json.dumps(_model_structure(model), sort_keys=True).encode()
+                json.dumps(model_structure(model), sort_keys=True).encode()
             ).hexdigest()[:12]
         self.config = {**self.config, **identity}
         self._rekey()
@@ -404,9 +190,9 @@ class Checkpoints:
         training is complete with at least ``epochs`` epochs. ``data``: the batches, whose ``epoch`` is set
         to the epoch a resumed ``fit`` starts at."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        _write_file(self.directory / "config.json", json.dumps(self.config, indent=2, sort_keys=True) + "\n")
+        write_text(self.directory / "config.json", json.dumps(self.config, indent=2, sort_keys=True) + "\n")
         if self.code is not None:
-            _write_file(self.directory / "code.json", json.dumps(sorted(self.code), indent=2) + "\n")
+            write_text(self.directory / "code.json", json.dumps(sorted(self.code), indent=2) + "\n")
         state = self._state()  # first: a killed write's newest whole state may be in state.new/
         for name in ("state.new", "state.old"):  # what a killed write left beside a whole state
             shutil.rmtree(self.directory / name, ignore_errors=True)
@@ -440,7 +226,7 @@ class Checkpoints:
         except Exception as exc:  # h5py's OSError, Keras's ValueError on a mismatch, ...
             raise self._broken("best.weights.h5", exc) from exc
         if not state["complete"]:
-            _write_file(self.state_dir / "state.json", json.dumps({**state, "complete": True}, indent=2))
+            write_text(self.state_dir / "state.json", json.dumps({**state, "complete": True}, indent=2))
         return history
 
 
@@ -539,7 +325,7 @@ class _EpochState(keras.callbacks.Callback):
             # the noise generators' states, which save_weights leaves out: the next epoch's noise
             "unsaved": [[v.path, keras.ops.convert_to_numpy(v).tolist()] for v in _unsaved(self.model)],
         }
-        _write_file(new / "state.json", json.dumps(self.state, indent=2))
+        write_text(new / "state.json", json.dumps(self.state, indent=2))
         _fsync_dir(new)
         if current.exists():
             os.replace(current, old)

@@ -26,7 +26,7 @@ import pandas as pd
 from matplotlib.ticker import FixedLocator, NullFormatter, ScalarFormatter
 
 from . import home
-from .repro import write_text
+from .atomic import write_text
 
 __all__ = ["PUBLISHED", "collect", "markdown_table", "plot", "published", "summarise_splits", "update_readme"]
 

@@ -16,7 +16,6 @@ import platform
 import re
 import shutil
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
@@ -25,9 +24,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from . import home
-from .checkpoints import Checkpoints, code_version
+from .atomic import write_atomically, write_json
+from .checkpoints import Checkpoints
+from .home import STAGING_ENV, VARIANT_ENV, checkpoints_root, output_base, variant_tag
+from .identity import code_version
 from .publish import FIGURE_KEY
-from .run import STAGING_ENV, VARIANT_ENV, output_base, variant_tag
 from .training import StopOnNonFinite
 
 __all__ = [
@@ -104,29 +105,6 @@ def environment() -> dict:
             "gpus": _gpus(),
         },
     }
-
-
-def write_text(path: Path, text: str) -> Path:
-    """Write ``text`` atomically: a temporary file beside ``path``, renamed into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    mask = os.umask(0)
-    os.umask(mask)
-    os.fchmod(fd, 0o666 & ~mask)  # mkstemp makes 0600; a results file is read like any other
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def write_json(path: Path, payload: dict) -> Path:
-    """Write ``payload`` as JSON atomically (``write_text``); NaN and infinity are refused."""
-    return write_text(path, json.dumps(payload, indent=2, allow_nan=False) + "\n")
 
 
 def _check_finite(metrics, prefix: str = "") -> None:
@@ -216,8 +194,7 @@ class Run:
         or class to follow). Change any of them and the model is trained afresh. Checkpoints live
         outside git, under ``build/`` (or ``$VAE_OUTPUT_DIR/checkpoints``).
         """
-        custom = os.environ.get("VAE_OUTPUT_DIR")
-        root = self.base / "checkpoints" if custom else ROOT / "build" / "checkpoints"
+        root = checkpoints_root()
         identity = {
             **config,
             "backend": keras.backend.backend(),
@@ -242,12 +219,7 @@ class Run:
             raise ValueError(f"a figure's stem is letters, digits, _ . - (a file name), found {stem!r}")
         self.figures_dir.mkdir(parents=True, exist_ok=True)
         path = self.figures_dir / f"{self.figure_prefix}_{stem}.png"
-        tmp = path.with_name(f".{path.name}.tmp.png")
-        try:
-            fig.savefig(tmp, dpi=100, bbox_inches="tight")
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        write_atomically(path, lambda f: fig.savefig(f, format="png", dpi=100, bbox_inches="tight"))
         plt.close(fig)  # shown once, as the file below, not a second time by an inline backend
         show_png(path.read_bytes(), path.name)
 
@@ -264,7 +236,7 @@ class Run:
             "profile": self.profile,
             "seed": self.seed,
             "started_at": self.started_at.isoformat(timespec="seconds"),
-            "wall_time_s": round(time.perf_counter() - self.started, 1),
+            "wall_time_s": round(self.elapsed(), 1),
             "metrics": metrics,
             **({"trainings": {k: ck.record() for k, ck in self.trainings.items()}} if self.trainings else {}),
             **environment(),

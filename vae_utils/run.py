@@ -22,7 +22,6 @@ import ast
 import itertools
 import json
 import os
-import re
 import shutil
 import signal
 import sys
@@ -34,6 +33,7 @@ from pathlib import Path
 import papermill
 
 from . import home
+from .home import SMOKE_DIR, STAGING_ENV, VARIANT_ENV, output_base, variant_tag
 from .publish import (
     check_figures_shown,
     check_profiles,
@@ -45,38 +45,12 @@ from .publish import (
 ROOT = home.ROOT  # the checkout, or the working directory of an installed package
 
 NOTEBOOKS = ROOT / "notebooks"
-SMOKE_DIR = ROOT / "build" / "smoke"
 SWEEP_DIR = ROOT / "build" / "sweep"
 STAGING_DIR = ROOT / "build" / "staging"
-
-#: Environment variables the runner passes to a notebook's kernel (``repro.Run`` reads them).
-STAGING_ENV, VARIANT_ENV = "VAE_STAGING_DIR", "VAE_RUN_VARIANT"
 #: Every kernel draws inline, whatever the caller's ``MPLBACKEND`` (``Agg`` would show no figure).
 INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
 #: Paths the kernel reads; made absolute before it starts, since it runs in ``notebooks/``.
 PATH_ENVS = ("VAE_DATA_DIR", "VAE_DATA_MIRROR", "VAE_OUTPUT_DIR")
-
-
-def output_base(profile: str) -> Path:
-    """Where a run's ``results/`` and ``figures/`` go: ``$VAE_OUTPUT_DIR``, else the repository (full)
-    or ``build/smoke/`` (smoke)."""
-    custom = os.environ.get("VAE_OUTPUT_DIR")
-    if custom:
-        return Path(custom)
-    return ROOT if profile == "full" else SMOKE_DIR
-
-
-def variant_tag(variant: dict) -> str:
-    """``{"N_LABELLED": 100, "SEED": 0}`` -> ``"N_LABELLED=100_SEED=0"``: a file-name-safe run label."""
-    parts = []
-    for name, value in variant.items():
-        text = f"{name}={value}"
-        if not re.fullmatch(r"[A-Za-z0-9_.=-]+", text):
-            raise ValueError(
-                f"a variant must be names and plain values (letters, digits, _ . -), found {text!r}"
-            )
-        parts.append(text)
-    return "_".join(parts)
 
 
 def parse_sweep(specs: list[str], parameters=None) -> list[dict]:

@@ -26,6 +26,7 @@ import numpy as np
 import requests
 
 from .. import home
+from ..atomic import umask, write_atomically
 from ..checks import process_alive
 from .base import DataError
 
@@ -33,12 +34,6 @@ RETRIES = 2  # a failed download is tried twice more, after 1 s and 2 s (pooch's
 TIMEOUT_S = 60  # per connection attempt and between received chunks
 _CHUNK = 1 << 20
 _STALE_PART_S = 3600  # a temporary file untouched for an hour belongs to a download that was killed
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 # --- places and checksums -----------------------------------------------------------------------------------
@@ -132,19 +127,6 @@ def _places(filename: str) -> str:
 # --- atomic writes and downloads ----------------------------------------------------------------------------
 
 
-@contextmanager
-def _temporary_file(directory: Path, name: str) -> Iterator[tuple[int, Path]]:
-    """A new temporary file beside ``directory / name``; removed on exit unless it was renamed away."""
-    _clear_stale(directory, name)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{name}.{os.getpid()}.", suffix=".part", dir=directory)
-    tmp = Path(tmp_name)
-    os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; a cache is shared like any other file
-    try:
-        yield fd, tmp
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _clear_stale(directory: Path, name: str) -> None:
     """Create ``directory`` and remove what killed downloads or builds of ``name`` left in it."""
     try:
@@ -213,7 +195,7 @@ def _downloaded(
                 "kept. Check the connection, or put the file in the cache or the mirror (VAE_DATA_DIR, "
                 "VAE_DATA_MIRROR)"
             ) from exc
-        os.chmod(path, 0o666 & ~_umask())  # pooch's temporary files are 0600
+        os.chmod(path, 0o666 & ~umask())  # pooch's temporary files are 0600
         yield path
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -226,11 +208,9 @@ def _download(url: str, target: Path, expected: str, algorithm: str = "sha256") 
 
 
 def _write_atomically(target: Path, write: Callable[[BinaryIO], None]) -> None:
-    """Call ``write`` on a temporary file beside ``target`` and rename it into place once it is complete."""
-    with _temporary_file(target.parent, target.name) as (fd, tmp):
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, target)
+    """``atomic.write_atomically`` into the cache, once what killed writers left there is cleared."""
+    _clear_stale(target.parent, target.name)
+    write_atomically(target, write)
 
 
 def _write_npz(target: Path, arrays: Mapping[str, np.ndarray]) -> None:
