@@ -2,6 +2,7 @@
 
 import functools
 import http.server
+import json
 import os
 import subprocess
 import sys
@@ -154,3 +155,19 @@ def write_notebook(path, body, params="SMOKE = False\nEPOCHS = 50"):
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, path)
     return path
+
+
+#: The metrics file of an earlier full run, where the runner tests publish.
+EARLIER_RESULTS = json.dumps({"profile": "full", "metrics": {}})
+
+
+@pytest.fixture
+def published(tmp_path, monkeypatch):
+    """Where runs publish (``$VAE_OUTPUT_DIR``), holding a full run's figure and metrics."""
+    base = tmp_path / "published"
+    (base / "figures").mkdir(parents=True)
+    (base / "results").mkdir()
+    (base / "figures" / "01_demo_curve.png").write_text("earlier run")
+    (base / "results" / "01_demo.json").write_text(EARLIER_RESULTS)
+    monkeypatch.setenv("VAE_OUTPUT_DIR", str(base))
+    return base

@@ -16,6 +16,20 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import train_throughput  # noqa: E402
 
 
+def _script(command, mirror) -> str:
+    """Run a benchmark script offline on the mirror; its standard output, once it exited 0."""
+    done = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "VAE_DATA_MIRROR": str(mirror), "VAE_OFFLINE": "1"},
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
 def test_forward_flops_count_every_multiply_add_of_the_dense_and_conv_layers():
     vae = train_throughput.dense_vae()
     # 784-500-500-(50 mean, 50 log-variance) and 50-500-500-784: two FLOPs per multiply-add
@@ -46,16 +60,7 @@ def test_a_quick_run_prints_every_figure_with_its_ratio_to_the_matmul_floor(mirr
         "--iwae-k",
         "10",
     ]
-    done = subprocess.run(
-        command,
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, "VAE_DATA_MIRROR": str(mirror), "VAE_OFFLINE": "1"},
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    out = done.stdout
+    out = _script(command, mirror)
     assert re.search(r"floor: +float32 matmul 2048 x 2048 with NumPy, best of 5: \d+ GFLOP/s", out), out
     dense = re.search(r"^tensorflow +dense +2 +([\d.]+) +([\d.]+) +([\d.]+) +([\d.]+) +([\d.]+)x", out, re.M)
     assert dense, out
@@ -81,21 +86,13 @@ def test_the_m2_benchmark_counts_the_papers_flops_and_prints_before_after_and_fl
     assert macs == expected
     assert 6 * macs * 100 / 1e12 == pytest.approx(0.209, abs=0.001), "the issue's 0.21 TFLOP per epoch"
     command = [sys.executable, str(ROOT / "benchmarks" / "m2_throughput.py"), "--backends", "jax"]
-    done = subprocess.run(
-        [*command, "--workloads", "m1m2_features"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, "VAE_DATA_MIRROR": str(mirror), "VAE_OFFLINE": "1"},
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
+    out = _script([*command, "--workloads", "m1m2_features"], mirror)
     row = re.search(
         r"^jax +m1m2_features +0\.209 +\d+ / \d+ +([\d.]+) +([\d.]+) +([\d.]+)x +([\d.]+) +([\d.]+)x",
-        done.stdout,
+        out,
         re.M,
     )
-    assert row, done.stdout
+    assert row, out
     floor, before, before_ratio, after, after_ratio = map(float, row.groups())
     assert before_ratio == pytest.approx(before / floor, rel=0.02)  # printed rounded
     assert after_ratio == pytest.approx(after / floor, rel=0.02)

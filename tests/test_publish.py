@@ -28,18 +28,6 @@ run.save_metrics({"epochs": EPOCHS})
 PARAMS = "SMOKE = False\nEPOCHS = 50\nA = 0\nB = 0"
 
 
-@pytest.fixture
-def published(tmp_path, monkeypatch):
-    """Where runs publish (``$VAE_OUTPUT_DIR``), holding a full run's figure and metrics."""
-    base = tmp_path / "published"
-    (base / "figures").mkdir(parents=True)
-    (base / "results").mkdir()
-    (base / "figures" / "01_demo_curve.png").write_text("earlier run")
-    (base / "results" / "01_demo.json").write_text(json.dumps({"profile": "full", "metrics": {}}))
-    monkeypatch.setenv("VAE_OUTPUT_DIR", str(base))
-    return base
-
-
 def _snapshot(folder):
     return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 

@@ -15,7 +15,7 @@ from nbformat.v4 import new_code_cell, new_notebook
 
 from vae_utils import publish, run
 
-from .conftest import write_notebook
+from .conftest import EARLIER_RESULTS, write_notebook
 
 
 def _notebook(path, body):
@@ -133,18 +133,6 @@ run.save_metrics({"epochs": EPOCHS})
 """
 
 
-@pytest.fixture
-def published(tmp_path, monkeypatch):
-    """Where runs publish (``$VAE_OUTPUT_DIR``), with a figure and a metrics file of an earlier run."""
-    base = tmp_path / "published"
-    (base / "figures").mkdir(parents=True)
-    (base / "results").mkdir()
-    (base / "figures" / "01_demo_curve.png").write_text("earlier run")
-    (base / "results" / "01_demo.json").write_text("earlier run")
-    monkeypatch.setenv("VAE_OUTPUT_DIR", str(base))
-    return base
-
-
 def _staging_left():
     return [p for p in run.STAGING_DIR.glob("01_demo.*")] if run.STAGING_DIR.exists() else []
 
@@ -157,7 +145,7 @@ def test_a_run_that_fails_at_its_last_cell_publishes_none_of_its_figures_or_metr
         run.execute(source, "full")
     assert source.read_text() == before
     assert (published / "figures" / "01_demo_curve.png").read_text() == "earlier run"
-    assert (published / "results" / "01_demo.json").read_text() == "earlier run"
+    assert (published / "results" / "01_demo.json").read_text() == EARLIER_RESULTS
     assert sorted(p.name for p in tmp_path.iterdir()) == ["01_demo.ipynb", "published"]
     assert _staging_left() == []
 
@@ -206,7 +194,7 @@ def test_a_run_whose_notebook_does_not_show_a_saved_figure_publishes_nothing(tmp
         run.execute(source, "full")
     assert source.read_text() == before
     assert (published / "figures" / "01_demo_curve.png").read_text() == "earlier run"
-    assert (published / "results" / "01_demo.json").read_text() == "earlier run"
+    assert (published / "results" / "01_demo.json").read_text() == EARLIER_RESULTS
     assert not (published / "figures" / "01_demo_hidden.png").exists() and _staging_left() == []
 
 
@@ -226,7 +214,7 @@ def test_every_run_of_a_sweep_saves_its_own_results_file(tmp_path, published):
         record = json.loads((published / "results" / "01_demo" / f"EPOCHS={epochs}.json").read_text())
         assert record["metrics"] == {"epochs": epochs} and record["variant"] == {"EPOCHS": epochs}
         assert (published / "figures" / f"01_demo__EPOCHS={epochs}_curve.png").exists()
-    assert (published / "results" / "01_demo.json").read_text() == "earlier run"  # not overwritten
+    assert (published / "results" / "01_demo.json").read_text() == EARLIER_RESULTS  # not overwritten
 
 
 @pytest.mark.parametrize(
