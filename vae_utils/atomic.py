@@ -25,11 +25,9 @@ def umask() -> int:
 
 
 def write_atomically(path: Path, write: Callable[[BinaryIO], None]) -> Path:
-    """Call ``write`` on a temporary file beside ``path``, flush it to disk and rename it to ``path``.
+    """Call ``write`` on a temporary file beside ``path``, flush it to disk, rename it to ``path``; return it.
 
-    On any failure, a kill included, ``path`` is left as it was; the temporary file is removed unless the
-    process died (then its name says whose it was). Returns ``path``.
-    """
+    On any failure, a kill included, ``path`` is left as it was."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".part", dir=path.parent)

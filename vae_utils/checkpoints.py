@@ -1,11 +1,25 @@
 """Trainings that survive a kill: one checkpoint per epoch, written whole, checked when read.
 
-A training's identity is what determines its weights: its settings (``config``), the Keras backend, the
-checkpoints of the trainings it learns from, and the code that trains it, found by following the model,
-the data, the callbacks and ``training.fit`` to every function and class of ``vae_utils`` or of the
-notebook that they use (``identity.code_sources``). Its files live in ``<directory>/<key>/``, ``key``
-a hash of the identity. Introduced in ``notebooks/01_vae_mnist.ipynb``; the rule is spelled out in
-notebook 06.
+After every epoch, ``Checkpoints.callbacks()`` writes one folder ``state/`` holding the model and optimizer
+(``latest.weights.h5``: the step count, hence the learning-rate schedule's position), the best epoch's
+weights by ``monitor``, the log of every epoch so far, the noise generators' states and ``state.json``
+(the epoch, the best value and a SHA-256 of each file). It is written as ``state.new/``, then renamed
+into place, so a kill at any point leaves the last finished epoch whole: a new ``fit`` resumes from it,
+the model, optimizer and epoch restored together, and the batches' ``epoch`` set at each epoch's start
+(``data.ShuffledBatches``, ``m2.SemiSupervisedBatches``), so they are those an uninterrupted run draws.
+Reading checks every file's hash. ``finish(model)`` loads the best weights, marks the training complete
+and returns its log; a complete training is loaded, not trained again, or continued when asked for more
+epochs (a ``config`` without ``epochs``, with a learning rate that does not depend on the planned length).
+
+The files go to ``<directory>/<key>/``, ``key`` a hash of the identity (``identity.py``): the settings
+(``config``, written as ``config.json``), the Keras backend, the checkpoints of the trainings it learns
+from, and, once ``bind`` adds them, the code that trains, the optimizer's settings and the layers::
+
+    ckpt = Checkpoints("build/checkpoints/m2", {"n_labelled": 100}, monitor="val_error")
+    history = training.fit(model, batches, epochs=100, checkpoints=ckpt,
+                           callbacks=[evaluate.ClassificationError(x_val, y_val)])
+
+Introduced in ``notebooks/01_vae_mnist.ipynb``; the identity rule is spelled out in notebook 06.
 """
 
 from __future__ import annotations
@@ -50,27 +64,8 @@ def _fsync_dir(path: Path) -> None:
 
 
 class Checkpoints:
-    """Long ``fit`` runs that survive a kill at any point, keep their best epoch and log every epoch.
-
-    After every epoch, ``callbacks()`` writes one folder ``state/`` holding the model and optimizer
-    (``latest.weights.h5``: the step count, hence the learning-rate schedule's position), the best epoch's
-    weights by ``monitor``, the log of every epoch so far and ``state.json`` (the epoch, the best value
-    and a SHA-256 of each file). The folder is written as ``state.new/``, then renamed into place, so a
-    kill at any point leaves the last finished epoch whole: a new ``fit`` resumes from it, the model,
-    optimizer and epoch restored together, and a batches object with an ``epoch`` attribute
-    (``data.BinarizedBatches``, ``m2.SemiSupervisedBatches``) set to the epoch it resumes at, so the
-    batches are those an uninterrupted run would have drawn. Reading checks every file's hash.
-
-    ``finish(model)`` loads the best weights, marks the training complete and returns its log. A complete
-    training is loaded, not trained again; asked for more epochs than it holds (a ``config`` without
-    ``epochs``, with a learning rate that does not depend on the planned length), it continues.
-
-    The files go to ``directory/<key>/``, ``key`` a hash of ``config`` (written beside them as
-    ``config.json``; ``bind`` adds the code that trains). ``training.fit`` does all of this::
-
-        ckpt = Checkpoints("build/checkpoints/m2", {"n_labelled": 100}, monitor="val_error")
-        history = training.fit(model, batches, epochs=100, checkpoints=ckpt,
-                               callbacks=[evaluate.ClassificationError(x_val, y_val)])
+    """Long ``fit`` runs that survive a kill, keep their best epoch and log every epoch (see the module's
+    docstring); ``training.fit(..., checkpoints=ckpt)`` uses them. Introduced in notebook 01.
     """
 
     def __init__(self, directory, config: dict, monitor: str = "val_loss", mode: str = "min"):

@@ -236,10 +236,8 @@ def collect(
     results_dir: str | Path = RESULTS_DIR, profile: str | None = "full", staged: str | Path | None = None
 ) -> pd.DataFrame:
     """Our test errors (%) as a tidy frame: one row per method and N, with columns ``COLUMNS``.
-
-    ``profile``: read only the results files of this profile (``"full"``, ``"smoke"``); None reads all.
-    ``staged``: a folder whose files replace those of ``results_dir`` (a running notebook's own metrics,
-    staged until it finishes).
+    ``profile``: only results of that profile (None: all); ``staged``: a folder whose files replace
+    those of ``results_dir`` (a running notebook's own, staged metrics).
     """
     results_dir = Path(results_dir)
 

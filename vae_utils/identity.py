@@ -89,13 +89,8 @@ def _code_objects(code):
 
 def code_sources(*roots) -> dict[str, str]:
     """The source (without docstrings and comments) of every function and class method that ``roots`` reach.
-
-    A root is a function, a class, a module or an instance (a model, a batches object, a callback). An
-    instance brings its class and, for a Keras model, the class of each of its layers; a class brings
-    every method defined in it and in its bases of ``vae_utils`` or of the notebook; a function brings
-    every function, class or module attribute of ``vae_utils`` or of the notebook that its code names.
-    Code of other packages (Keras, NumPy) is left out, their versions recorded with each run, unless a
-    function or class of theirs is itself a root: its module's code is then followed too.
+    Roots: functions, classes, modules, instances (their classes, a model's layers); the rule is in the
+    module's docstring. Introduced in notebook 06.
     """
     own = set(OWN_MODULES) | {
         r.__module__.split(".")[0] for r in roots if isinstance(r, (type, types.FunctionType))

@@ -38,8 +38,7 @@ def _steps(n, name="n"):
 def lerp(z0, z1, n):
     """``n`` codes evenly spaced on the segment from ``z0`` to ``z1``, both ends included: ``(n, d)``.
 
-    ``z(t) = (1 - t) z0 + t z1`` for ``t = 0, 1/(n-1), ..., 1``.
-    Written out in notebook 03.
+    ``z(t) = (1 - t) z0 + t z1`` for ``t = 0, 1/(n-1), ..., 1``. Written out in notebook 03.
     """
     z0, z1 = _codes(("z0", "z1"), (z0, z1))
     t = _steps(n)[:, None]
@@ -48,9 +47,8 @@ def lerp(z0, z1, n):
 
 def slerp(z0, z1, n, tol=1e-6):
     """``n`` codes on the spherical path from ``z0`` to ``z1`` (Shoemake, 1985), both ends included.
-
-    Returns ``lerp`` when the codes are parallel or antiparallel within ``tol`` radians, or one is zero.
-    Written out in notebook 03, which shows why slerp suits a Gaussian prior.
+    ``lerp`` when they are (anti)parallel within ``tol`` radians or one is zero.
+    Written out in notebook 03.
     """
     z0, z1 = _codes(("z0", "z1"), (z0, z1))
     t = _steps(n)[:, None]
@@ -68,10 +66,8 @@ def slerp(z0, z1, n, tol=1e-6):
 
 def bilinear(z_top_left, z_top_right, z_bottom_left, z_bottom_right, n_rows, n_cols):
     """A ``(n_rows, n_cols, d)`` grid of codes whose four corners are the four given codes.
-
-    ``z(s, t) = (1-s)(1-t) z_tl + (1-s) t z_tr + s (1-t) z_bl + s t z_br`` with ``s`` going down the
-    rows and ``t`` across the columns, each from 0 to 1; the edges are ``lerp`` between two corners.
-    Introduced in notebook 03.
+    ``z(s, t) = (1-s)(1-t) z_tl + (1-s) t z_tr + s (1-t) z_bl + s t z_br``, ``s`` down the rows and
+    ``t`` across, each from 0 to 1. Introduced in notebook 03.
     """
     names = ("z_top_left", "z_top_right", "z_bottom_left", "z_bottom_right")
     tl, tr, bl, br = _codes(names, (z_top_left, z_top_right, z_bottom_left, z_bottom_right))

@@ -98,10 +98,7 @@ def reconstructions(x, x_reconstructed, n=10):
 def interpolation_grid(images, row_labels=None, col_labels=None, scale=1.0, title=None):
     """Images of shape ``(rows, cols, h, w[, c])`` as a rows x cols grid of panels.
 
-    One row per interpolation method (lerp, slerp, in pixel space...), or a 2-D grid of decoded codes
-    whose corners are real images. Row labels are written to the left of each row, column labels
-    above the first row.
-    Introduced in notebook 02.
+    Labels to the left of each row and above the first row. Introduced in notebook 02.
     """
     images = _as_images(images, batch_axes=2)
     n_rows, n_cols = images.shape[:2]
@@ -124,10 +121,7 @@ def interpolation_grid(images, row_labels=None, col_labels=None, scale=1.0, titl
 
 def latent_traversal(decode, z, dims, values, image_shape, scale=1.0):
     """Decode ``z`` with one coordinate swept through ``values``: a row per dimension in ``dims``.
-
-    Row ``i`` shows ``decode`` of ``z`` with ``z[dims[i]]`` set to each value in turn (labelled
-    ``z_<dim>``), the columns are labelled with the values. ``decode`` maps float32 codes ``(m, d)`` to
-    images of ``image_shape`` with values in [0, 1]; it is called once, with all the codes.
+    ``decode`` maps float32 codes ``(m, d)`` to images in [0, 1] and is called once, with all the codes.
     Introduced in notebook 02.
     """
     dims, values = list(dims), np.asarray(values, dtype=np.float64)
@@ -148,11 +142,8 @@ def latent_traversal(decode, z, dims, values, image_shape, scale=1.0):
 
 def latent_manifold(decode, n=20, image_shape=(28, 28), scale=0.5):
     """Decode an ``n`` x ``n`` grid over a 2-D latent space and tile the images.
-
-    The grid points are quantiles of the standard normal prior (``norm.ppf`` of evenly spaced
-    probabilities), as in Kingma & Welling (2014), Fig. 4: equal areas of prior mass per image.
-    ``decode`` maps an array of shape ``(m, 2)`` to images of ``image_shape`` with values in [0, 1].
-    Introduced in notebook 01.
+    The grid points are quantiles of the prior (Kingma & Welling, Fig. 4); ``decode`` maps ``(m, 2)``
+    codes to images in [0, 1]. Introduced in notebook 01.
     """
     n = positive_int("n", n)
     quantiles = norm.ppf(np.linspace(0.5 / n, 1 - 0.5 / n, n))

@@ -118,10 +118,9 @@ def check_profiles(staging: Path, base: Path, profile: str) -> None:
 
 
 def publish(staging: Path, base: Path, notebook_tmp: Path, target: Path, full: bool) -> None:
-    """Put the staged metrics and figures under ``base`` and the executed notebook at ``target``, as one
-    transaction: every file is first copied beside its destination (on the destination's filesystem),
-    then renamed into place; if any step fails, what was published before is restored exactly. A full
-    run then removes the published figures of the same run (name and variant) that it did not make again.
+    """Publish the staged metrics and figures under ``base`` and the notebook at ``target`` as one
+    transaction (copied beside, then renamed; restored if any step fails); a full run then removes the
+    figures of its own variant that it did not make again.
     """
     staged = sorted(p for p in staging.rglob("*") if p.is_file() and p.name != "run.json")
     moves = [(p, base / p.relative_to(staging)) for p in staged] + [(notebook_tmp, target)]

@@ -144,12 +144,9 @@ def show_png(png: bytes, name: str) -> None:
 
 
 class Run:
-    """One execution of a notebook: seeds it, times it, and saves its metrics and figures.
-
-    >>> run = Run("01_vae_mnist", seed=0, smoke=True)    # doctest: +SKIP
-    >>> run.save_figure(fig, "manifold")                 # doctest: +SKIP
-    >>> run.save_metrics({"test_elbo": -95.1})           # doctest: +SKIP
-    """
+    """One execution of a notebook: seeds it, times it, and saves its metrics and figures
+    (``Run("01_vae_mnist", seed=0, smoke=True)``, then ``save_figure(fig, "manifold")`` and
+    ``save_metrics({...})``). Introduced in notebook 01."""
 
     def __init__(self, name: str, *, seed: int, smoke: bool, variant: dict | None = None):
         if not isinstance(name, str) or not re.fullmatch(r"[0-9A-Za-z][0-9A-Za-z_-]*", name):
