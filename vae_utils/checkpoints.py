@@ -37,6 +37,7 @@ import keras
 import numpy as np
 
 from .atomic import write_text
+from .data.files import sha256sum
 from .identity import _canonical, code_sources, identity_key, model_structure
 from .training import StopOnNonFinite
 
@@ -45,14 +46,6 @@ __all__ = ["Checkpoints"]
 # --------------------------------------------------------------------------------------------------
 # The per-epoch state: one folder, written whole, then renamed into place
 # --------------------------------------------------------------------------------------------------
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _fsync_dir(path: Path) -> None:
@@ -119,7 +112,7 @@ class Checkpoints:
             state = json.loads((folder / "state.json").read_text())
             files = state["files"]
             for name, digest in files.items():
-                if _sha256(folder / name) != digest:
+                if sha256sum(folder / name) != digest:
                     raise ValueError(f"{name} does not match the SHA-256 recorded when it was written")
             if state["monitor"] != self.monitor:
                 raise ValueError(f"it monitors {state['monitor']!r}, this training {self.monitor!r}")
@@ -309,7 +302,7 @@ class _EpochState(keras.callbacks.Callback):
         for name in ("latest.weights.h5", "best.weights.h5", "log.csv"):
             with open(new / name, "rb+") as f:
                 os.fsync(f.fileno())
-            files[name] = _sha256(new / name)
+            files[name] = sha256sum(new / name)
         self.state = {
             "epoch": epoch + 1,
             "monitor": self.ckpt.monitor,
