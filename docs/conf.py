@@ -6,8 +6,12 @@ so the pages need no CDN.
 """
 
 import os
+import sys
 import tomllib
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import explorer_data  # noqa: E402  (beside this file)
 
 project = "VAE notebooks"
 author = "the vae-notebooks contributors"
@@ -47,3 +51,14 @@ html_css_files = ["notebooks.css"]
 html_extra_path = ["_extra"]  # index.html at the site's root, pointing at docs/index.html
 mathjax_path = f"{_mathjax.name}/tex-mml-chtml.js"
 html_favicon = "_static/favicon.svg"  # also spares every page a request for /favicon.ico that fails
+
+
+def _explorer_data(app, exception):
+    """The latent explorer (docs/_extra/explorer/) with the decoders the full runs exported (figures/)."""
+    if exception is None:
+        exports = (Path(app.srcdir) / "figures").glob("*_explorer_*.json")
+        explorer_data.write(list(exports), Path(app.outdir) / "explorer" / "data")
+
+
+def setup(app):
+    app.connect("build-finished", _explorer_data)

@@ -7,10 +7,11 @@ NumPy in, NumPy (float32) out, one code per row, ready for a decoder. Introduced
 from __future__ import annotations
 
 import numpy as np
+from scipy.stats import norm
 
 from .checks import positive_int
 
-__all__ = ["bilinear", "lerp", "slerp", "traverse"]
+__all__ = ["bilinear", "lerp", "prior_quantiles", "slerp", "traverse"]
 
 
 def _code(z, name):
@@ -90,3 +91,11 @@ def traverse(z, dim, values):
     codes = np.repeat(z[None], len(values), axis=0)
     codes[:, dim] = values
     return codes.astype(np.float32)
+
+
+def prior_quantiles(n):
+    """``n`` quantiles of N(0, 1) at probabilities ``(i + 1/2) / n``: each stands for the same prior mass.
+    The axes of a 2-D manifold (Kingma & Welling, Fig. 4). Introduced in notebook 01.
+    """
+    n = positive_int("n", n)
+    return norm.ppf(np.linspace(0.5 / n, 1 - 0.5 / n, n))

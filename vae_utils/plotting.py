@@ -13,10 +13,9 @@ import math
 import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
-from scipy.stats import norm
 
 from .checks import positive_int
-from .latent import traverse
+from .latent import prior_quantiles, traverse
 
 __all__ = [
     "image_grid",
@@ -145,8 +144,7 @@ def latent_manifold(decode, n=20, image_shape=(28, 28), scale=0.5):
     The grid points are quantiles of the prior (Kingma & Welling, Fig. 4); ``decode`` maps ``(m, 2)``
     codes to images in [0, 1]. Introduced in notebook 01.
     """
-    n = positive_int("n", n)
-    quantiles = norm.ppf(np.linspace(0.5 / n, 1 - 0.5 / n, n))
+    quantiles = prior_quantiles(n)
     z1, z2 = np.meshgrid(quantiles, quantiles[::-1])  # z2 grows upwards, as on a plot's y axis
     z = np.stack([z1.ravel(), z2.ravel()], axis=-1).astype("float32")
     images = np.asarray(decode(z)).reshape(n, n, *image_shape)

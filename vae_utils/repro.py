@@ -206,16 +206,26 @@ class Run:
         """Seconds since this run started."""
         return time.perf_counter() - self.started
 
+    def figure_path(self, stem: str, suffix: str) -> Path:
+        """Where this run writes the file ``stem`` beside its figures: ``<name>_<stem><suffix>``."""
+        if not isinstance(stem, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", stem):
+            raise ValueError(f"a figure's stem is letters, digits, _ . - (a file name), found {stem!r}")
+        return self.figures_dir / f"{self.figure_prefix}_{stem}{suffix}"
+
+    @property
+    def reproduce(self) -> str:
+        """The command that reproduces this run."""
+        return f"python -m vae_utils.run notebooks/{self.name}.ipynb --profile {self.profile}" + "".join(
+            f" --sweep {name}={value}" for name, value in self.variant.items()
+        )
+
     def save_figure(self, fig, stem: str) -> None:
         """Save ``fig`` as ``<figures_dir>/<name>_<stem>.png`` (written whole, then renamed); show the file.
 
         In a notebook the saved PNG itself is displayed, whatever matplotlib's backend, so the figure a
         reader sees is the published one; the output's metadata names the file (``FIGURE_KEY``).
         """
-        if not isinstance(stem, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", stem):
-            raise ValueError(f"a figure's stem is letters, digits, _ . - (a file name), found {stem!r}")
-        self.figures_dir.mkdir(parents=True, exist_ok=True)
-        path = self.figures_dir / f"{self.figure_prefix}_{stem}.png"
+        path = self.figure_path(stem, ".png")
         write_atomically(path, lambda f: fig.savefig(f, format="png", dpi=100, bbox_inches="tight"))
         plt.close(fig)  # shown once, as the file below, not a second time by an inline backend
         show_png(path.read_bytes(), path.name)
@@ -237,8 +247,7 @@ class Run:
             "metrics": metrics,
             **({"trainings": {k: ck.record() for k, ck in self.trainings.items()}} if self.trainings else {}),
             **environment(),
-            "reproduce": f"python -m vae_utils.run notebooks/{self.name}.ipynb --profile {self.profile}"
-            + "".join(f" --sweep {name}={value}" for name, value in self.variant.items()),
+            "reproduce": self.reproduce,
         }
         if self.tag:
             payload["variant"] = self.variant
