@@ -8,14 +8,16 @@ import http.server
 import json
 import re
 import threading
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import papermill
 import pytest
 
-from vae_utils import publish, run
+from vae_utils import explorer, publish, run
 
 from .browser import Browser
 
@@ -208,3 +210,76 @@ def test_the_committed_notebook_shows_each_saved_figure_as_github_does(notebook)
     text = re.sub(r'"image/png": "[^"]*"', "", text)
     noisy = [m.group(0) for m in NOISE.finditer(text)]
     assert not noisy, f"outputs a reader should not see: {noisy}"
+
+
+# ---- the latent explorer: explorer/index.html with the decoders the full runs exported ----------------
+EXPORTS = sorted((ROOT / "figures").glob("*_explorer_*.json"))
+EXPLORER_URL = "https://vae-step-by-step.github.io/vae-notebooks/explorer/"
+
+
+def _exporting_notebooks() -> dict[str, bool]:
+    """Each notebook whose code exports a decoder, and whether its committed outputs come from a run of
+    that cell (its output is there)."""
+    found = {}
+    for notebook in NOTEBOOKS:
+        for cell in nbformat.read(notebook, as_version=4).cells:
+            if cell.cell_type == "code" and "explorer.export(" in cell.source:
+                found[notebook.stem] = bool(cell.outputs)
+    return found
+
+
+def test_the_notebooks_that_export_a_decoder_published_it_and_link_the_explorer():
+    exporting = _exporting_notebooks()
+    assert set(exporting) >= {"01_vae_mnist", "04_vae_faces"}
+    for stem, ran in exporting.items():
+        text = (ROOT / "notebooks" / f"{stem}.ipynb").read_text()
+        assert EXPLORER_URL in text, f"{stem} exports a decoder but does not link the explorer"
+        if ran:  # its committed outputs are those of a run that exported: the file must be in figures/
+            assert list((ROOT / "figures").glob(f"{stem}_explorer_*.json")), f"{stem} ran its export; no file"
+
+
+def test_the_landing_page_links_the_explorer_which_opens_without_errors_under_2_mb(site, browser):
+    browser.open(f"{site}/docs/index.html")
+    links = browser.evaluate("[...document.querySelectorAll('article a')].map(a => a.href)")
+    assert f"{site}/explorer/index.html" in links
+    browser.open(f"{site}/explorer/index.html")
+    browser.evaluate("latentExplorer.ready")
+    loaded = browser.evaluate("[location.href, ...performance.getEntriesByType('resource').map(r => r.name)]")
+    assert all(url.startswith(site) for url in loaded), f"fetched from another host: {loaded}"
+    size = sum((SITE / urllib.parse.urlparse(url).path.lstrip("/")).stat().st_size for url in loaded)
+    assert size < 2_000_000, f"the explorer loads {size / 1e6:.2f} MB: {loaded}"
+    names = browser.evaluate("(window.VAE_EXPLORER_INDEX || []).map(e => e.name)")
+    assert len(names) == len(EXPORTS), f"the page lists {names}; figures/ holds {[p.name for p in EXPORTS]}"
+    assert browser.errors == []
+
+
+def test_the_explorer_draws_each_published_decoder_as_its_weights_decode(site, browser):
+    ran = sorted(stem for stem, ran in _exporting_notebooks().items() if ran)
+    assert sorted(p.name.split("_explorer_")[0] for p in EXPORTS) == ran, (
+        "exports and the runs that made them"
+    )
+    for export in EXPORTS:
+        _check_drawn(site, browser, export)
+
+
+def _check_drawn(site, browser, export):
+    payload = json.loads(export.read_text())
+    assert payload["format"] == explorer.FORMAT and payload["provenance"]["profile"] == "full"
+    assert payload["float16_error"]["max"] < 1 / 255, "float16 moved a pixel by a grey level or more"
+    chain = [
+        (
+            explorer.array_from_json(layer["kernel"]),
+            explorer.array_from_json(layer["bias"]),
+            layer["activation"],
+        )
+        for layer in payload["layers"]
+    ]
+    browser.open("about:blank")
+    browser.open(f"{site}/explorer/index.html#{payload['name']}")
+    browser.evaluate("latentExplorer.ready")
+    for z in [(0.0, 0.0), (1.3, -0.4), (-2.1, 1.7), (0.6, 2.4), (-1.0, -2.8)]:
+        browser.evaluate(f"latentExplorer.setLatent({z[0]}, {z[1]})")
+        drawn = np.array(browser.evaluate("latentExplorer.pixels()"), dtype=float)
+        expected = 255 * explorer.decode(chain, np.array([z], dtype="float32"), payload["output"])[0]
+        assert np.abs(drawn - expected).max() <= 2, f"{export.name} at z={z}"
+    assert browser.errors == []
