@@ -115,6 +115,10 @@
       ctx.fillText(String(t), x + 3, size - 4);
       if (t !== 0) ctx.fillText(String(t), 3, y - 3);
     }
+    ctx.fillStyle = "#333";
+    ctx.font = `italic ${Math.round(size / 30)}px serif`;
+    ctx.fillText("z\u2081", size - size / 18, size - size / 22); // the axes' names: z1 across, z2 up
+    ctx.fillText("z\u2082", size / 40, size / 20);
     const dot = Math.max(2, size / 220);
     ctx.globalAlpha = model.labels ? 0.6 : 0.5;
     for (let i = 0; i < model.codes.length / 2; i++) {
@@ -195,7 +199,7 @@
     const error = (255 * model.float16_error.max).toFixed(2);
     $("provenance").textContent =
       `${model.title}: the decoder of notebook ${p.notebook}, ${p.profile} run of ${p.created.slice(0, 10)} ` +
-      `(identity ${p.identity}, ${p.backend} backend), ${model.codes.length / 2} test codes. Its weights are ` +
+      `(identity ${p.identity}, ${p.backend} backend), ${(model.codes.length / 2).toLocaleString("en")} test codes. Its weights are ` +
       `stored as float16: the images drawn here differ from the trained decoder's by at most ${error} of 255 ` +
       `grey levels (measured at export on ${model.float16_error.codes} codes). Reproduce: ${p.reproduce}.`;
     $("legend").replaceChildren(
