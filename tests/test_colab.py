@@ -62,6 +62,7 @@ def test_a_release_address_that_is_not_a_github_repository_is_refused(tmp_path):
         colab.release(tmp_path / "pyproject.toml")
 
 
+@pytest.mark.integration
 def test_on_colab_the_setup_cell_installs_the_package_alone_and_runs_write_under_the_working_directory(
     tmp_path, wheel
 ):

@@ -158,6 +158,7 @@ def _open(browser, site, name):
     assert browser.evaluate("latentExplorer.model") == name
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("name", ["mnist", "frey"])
 def test_the_page_draws_what_the_trained_decoder_decodes(page, exported, name):
     browser, site = page
@@ -176,6 +177,7 @@ def test_the_page_draws_what_the_trained_decoder_decodes(page, exported, name):
     assert browser.errors == []
 
 
+@pytest.mark.integration
 def test_dragging_clicking_and_the_arrow_keys_move_the_point_and_change_the_image(page):
     browser, site = page
     _open(browser, site, "mnist")
@@ -218,6 +220,7 @@ def test_dragging_clicking_and_the_arrow_keys_move_the_point_and_change_the_imag
     assert browser.errors == []
 
 
+@pytest.mark.integration
 def test_the_page_without_exports_says_so(tmp_path):
     site = _lay_out(tmp_path)
     _explorer_data().write([], site / "data")

@@ -153,6 +153,7 @@ def resolved_extras(tmp_path_factory):
         return dict(zip(EXTRAS, pool.map(resolve, EXTRAS)))
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("extra", EXTRAS)
 def test_each_backend_extra_resolves_with_the_locked_versions(extra, resolved_extras):
     done, report = resolved_extras[extra]
