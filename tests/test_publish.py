@@ -142,7 +142,7 @@ def test_a_run_removes_only_its_own_variants_stale_figures(tmp_path):
     base = tmp_path / "base"
     (base / "figures").mkdir(parents=True)
     keep = ["01_demo__A=1_B=2_curve.png", "01_demo__A=10_curve.png", "01_demo_curve.png"]
-    for name in [*keep, "01_demo__A=1_old.png"]:
+    for name in [*keep, "01_demo__A=1_old.png", "01_demo__A=1_explorer_old.json"]:
         (base / "figures" / name).write_text("earlier")
     staging, notebook = _staged(tmp_path, names=("01_demo__A=1_curve.png",))
     (staging / "run.json").write_text(json.dumps({"figure_prefix": "01_demo__A=1"}))

@@ -85,10 +85,11 @@ def check_figures_shown(notebook: Path, figures: list[str]) -> None:
 
 
 def _stale_figures(base: Path, prefix: str, made: set[str]) -> list[Path]:
-    """Published figures of the run named ``prefix`` that this run did not make again; a figure of another
-    variant (whose name continues the prefix with ``NAME=value``) is never one of them."""
+    """Published figures (and the files beside them, such as an explorer's export) of the run named
+    ``prefix`` that this run did not make again; a file of another variant (whose name continues the prefix
+    with ``NAME=value``) is never one of them."""
     stale = []
-    for old in (base / "figures").glob(f"{glob.escape(prefix)}_*.png"):
+    for old in (base / "figures").glob(f"{glob.escape(prefix)}_*.*"):
         if old.name not in made and "=" not in old.name[len(prefix) + 1 :]:
             stale.append(old)
     return stale
