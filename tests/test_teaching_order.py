@@ -71,3 +71,31 @@ def test_a_notebook_that_only_calls_a_function_does_not_write_it_out():
     assert written_out(own, "losses", "gaussian_kl")
     apart = ["def kl(mu, log_var):\n    return 0", "kl(m, v)", "losses.gaussian_kl(m, v)"]
     assert not written_out(apart, "losses", "gaussian_kl")
+
+
+def _public_everywhere():
+    import pkgutil
+
+    import vae_utils
+
+    for info in pkgutil.walk_packages(vae_utils.__path__, "vae_utils."):
+        module = importlib.import_module(info.name)
+        for name in getattr(module, "__all__", []):
+            obj = getattr(module, name)
+            if not (inspect.isfunction(obj) or inspect.isclass(obj)) or obj.__module__ != module.__name__:
+                continue
+            yield f"{info.name}.{name}", obj
+            if inspect.isclass(obj):
+                for attr, member in vars(obj).items():
+                    if inspect.isfunction(member) and not attr.startswith("_"):
+                        yield f"{info.name}.{name}.{attr}", member
+
+
+def test_every_public_docstring_is_at_most_three_lines():
+    """The details live in the module's docstring and the derivations in the notebooks."""
+    long = {
+        name: len(inspect.cleandoc(obj.__doc__).splitlines())
+        for name, obj in _public_everywhere()
+        if obj.__doc__ and len(inspect.cleandoc(obj.__doc__).splitlines()) > 3
+    }
+    assert not long, f"docstrings over 3 lines: {long}"

@@ -104,12 +104,8 @@ def _as_images(x, batch_size):
 
 
 def elbo(model, x, batch_size=500, seed=0):
-    """The evidence lower bound of each example with one posterior sample: shape ``(n,)``.
-
-    ``ELBO(x) = log p(x|z) - KL(q(z|x) || p(z))`` with ``z ~ q(z|x)`` drawn once (as in training)
-    and the KL in closed form.
-    Introduced in notebook 01.
-    """
+    """The ELBO of each example, ``log p(x|z) - KL(q(z|x) || p(z))`` with one ``z ~ q(z|x)``: ``(n,)``.
+    Introduced in notebook 01."""
     x = _as_images(x, batch_size)
     rng = np.random.default_rng(seed)
     out = []
@@ -124,15 +120,9 @@ def elbo(model, x, batch_size=500, seed=0):
 
 
 def iwae_log_likelihood(model, x, k=5000, batch_size=20, samples_per_pass=500, seed=0):
-    """The importance-weighted estimate of log p(x) with ``k`` samples (Burda et al., 2016).
-
-    ``L_k(x) = log (1/k) sum_i p(x, z_i) / q(z_i | x)`` with ``z_i ~ q(z|x)``: ``L_1`` is the ELBO,
-    ``E[L_k]`` never decreases with ``k`` and tends to ``log p(x)``. The ``k`` samples are drawn in
-    passes of ``samples_per_pass`` for ``batch_size`` examples at a time and combined with a running
-    log-sum-exp, so memory is bounded by ``batch_size * samples_per_pass`` decoded images, whatever
-    ``k``. Returns one estimate per example, shape ``(n,)``, in nats.
-    Introduced in notebook 01.
-    """
+    """The importance-weighted estimate ``L_k`` of log p(x) (Burda et al., 2016), ``(n,)`` in nats,
+    its samples drawn in passes with a running log-sum-exp, so memory does not grow with ``k``.
+    Introduced in notebook 01."""
     x = _as_images(x, batch_size)
     k, samples_per_pass = positive_int("k", k), positive_int("samples_per_pass", samples_per_pass)
     latent_dim = model.encoder.outputs[0].shape[-1]
@@ -153,13 +143,8 @@ def iwae_log_likelihood(model, x, k=5000, batch_size=20, samples_per_pass=500, s
 
 
 def bits_per_dim(log_likelihood, num_dims):
-    """Convert log-likelihoods in nats per example to bits per dimension: ``-mean(log p) / (D ln 2)``.
-
-    Meaningful only for a proper discrete likelihood (a probability mass, as the Bernoulli on binary
-    pixels and the discretised logistic on 8-bit pixels are); ``num_dims`` is the number of modelled
-    values per example (784 for MNIST, 32 * 32 * 3 = 3072 for a CIFAR-10 or SVHN image).
-    Introduced in notebook 01.
-    """
+    """Log-likelihoods in nats per example as bits per dimension, ``-mean(log p) / (D ln 2)``, for a
+    proper discrete likelihood over ``num_dims`` values. Introduced in notebook 01."""
     num_dims = positive_int("num_dims", num_dims)
     log_likelihood = np.asarray(log_likelihood, dtype=np.float64)
     if log_likelihood.size == 0 or not np.all(np.isfinite(log_likelihood)):
@@ -176,11 +161,8 @@ def bits_per_dim(log_likelihood, num_dims):
 
 
 def score(model, x, k=100, n_iwae=None, seed=0) -> dict:
-    """A generative model's test scores on 8-bit images ``x`` in [0, 1]: the ELBO on all of ``x``, the IWAE
-    estimate with ``k`` samples on its first ``n_iwae`` (default all), in nats and in bits per dimension.
-
-    Written out in notebook 02.
-    """
+    """Test scores of a generative model on 8-bit images ``x`` in [0, 1]: the ELBO on all, the IWAE
+    estimate on the first ``n_iwae``, in nats and bits per dimension. Written out in notebook 02."""
     x = _as_images(x, 1)
     n_iwae = len(x) if n_iwae is None else positive_int("n_iwae", n_iwae)
     per_example = elbo(model, x, batch_size=200, seed=seed)
@@ -197,13 +179,8 @@ def score(model, x, k=100, n_iwae=None, seed=0) -> dict:
 
 
 def accuracy(model, x, y, batch_size=500):
-    """The fraction of examples whose predicted class is ``y``: a float in [0, 1].
-
-    Predictions come from ``model.classify(x, batch_size=...)`` if the model has it (a
-    ``m2.SemiSupervisedVAE``: ``argmax_y q(y|x)``), else from the argmax of ``model.predict(x)``.
-    ``y`` holds integer labels ``(n,)`` or one-hot rows ``(n, K)``.
-    Introduced in notebook 06.
-    """
+    """The fraction of ``x`` whose predicted class (``model.classify``, else the argmax of ``predict``)
+    is ``y`` (labels or one-hot rows). Introduced in notebook 06."""
     x = _as_batch(x, batch_size)
     y = np.asarray(y)
     if y.ndim == 2:

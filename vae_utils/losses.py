@@ -80,13 +80,9 @@ def _log_one_minus_exp_neg(d, log_d):
 
 
 def discretized_logistic_log_likelihood(x, loc, log_scale, num_bins=256):
-    """log P(x) of images on the grid ``k / (num_bins - 1)`` in [0, 1], summed over non-batch axes.
-
-    Each value owns the bin ``[x - h, x + h]`` of a logistic with location ``loc`` and scale
-    ``exp(log_scale)`` (the edge bins reach to -inf and +inf), computed without cancellation.
-    ``log_scale`` is clamped below at ``LOG_SCALE_MIN``, as in PixelCNN++. ``x`` is assumed on the grid
-    (not checked); ``loc`` and ``log_scale`` broadcast against it. Derived and written out in notebook 02.
-    """
+    """log P(x) of images on the grid ``k / (num_bins - 1)``, summed over non-batch axes: each value's
+    bin under a logistic (edge bins open), without cancellation, ``log_scale >= LOG_SCALE_MIN``.
+    Derived and written out in notebook 02."""
     positive_int("num_bins", num_bins, minimum=2)  # 256 for 8-bit images
     x = ops.cast(x, loc.dtype)
     log_scale = ops.maximum(ops.cast(log_scale, loc.dtype) + ops.zeros_like(loc), LOG_SCALE_MIN)
@@ -105,12 +101,8 @@ def discretized_logistic_log_likelihood(x, loc, log_scale, num_bins=256):
 
 
 def sample_discretized_logistic(loc, log_scale, rng, num_bins=256):
-    """Draw images on the grid ``k / (num_bins - 1)`` from the discretized logistic (NumPy, float32).
-
-    The logistic's inverse CDF, rounded to the grid and clipped to [0, 1]: the bins of
-    ``discretized_logistic_log_likelihood``. ``rng`` is a ``numpy.random.Generator`` or a seed.
-    Introduced in notebook 02.
-    """
+    """Draw images on the grid ``k / (num_bins - 1)`` from the discretized logistic (NumPy, float32):
+    the inverse CDF, rounded and clipped. Introduced in notebook 02."""
     positive_int("num_bins", num_bins, minimum=2)  # 256 for 8-bit images
     loc = np.asarray(loc, dtype=np.float64)
     log_scale = np.maximum(np.asarray(log_scale, dtype=np.float64), LOG_SCALE_MIN)

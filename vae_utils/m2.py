@@ -1,5 +1,20 @@
 """M2 of Kingma, Rezende, Mohamed & Welling (2014): the semi-supervised VAE, its builders and its batches.
 
+The objective, as the paper's code (``learn_yz_x_ss.py``) computes it, per training example in nats, for
+``N = N_l + N_u`` training examples and a batch of labelled and unlabelled ones::
+
+    loss = (N_l/N) mean_l(-L(x,y)) + (N_u/N) mean_u(-U(x)) + alpha mean_l(-log q(y|x)) - log p(theta)/N
+
+``-L(x,y) = -log p(x|y,z) + log K + KL(q(z|x,y) || N(0,I))`` with one sample of z;
+``-U(x) = sum_y q(y|x) (-L(x,y) + log q(y|x))``, every class in one batched pass; ``log p(theta)`` a
+standard normal prior on every weight matrix (``weight_prior=True``); ``alpha = 0.1`` in the paper.
+``SemiSupervisedVAE.fit`` takes dict batches (``SEMI_SUPERVISED_KEYS``); ``call(x)`` on an array returns
+the classifier's logits.
+
+The paper's minibatches (``SemiSupervisedBatches``): ``n_minibatches`` per epoch (100 at N = 100, else
+200) of ``N_l / n_minibatches`` labelled and ``N_u / n_minibatches`` unlabelled examples; an epoch walks
+the unlabelled set once and cycles the labelled set alongside, both reshuffled every epoch.
+
 Introduced, and its objective derived term by term, in ``notebooks/06_semi_supervised_m2.ipynb``.
 """
 
@@ -69,12 +84,8 @@ def classifier(input_shape, n_classes, hidden=(500,), activation="softplus"):
 
 @keras.saving.register_keras_serializable(package="vae_utils")
 class LabelledEncoder(keras.Model):
-    """q(z|x,y): an MLP on ``[x, y_onehot]`` whose first layer is split, ``W_x x + W_y y + b``.
-
-    The same function as a dense layer on ``[x, y]`` (kernel ``W_x`` stacked on ``W_y``); the unlabelled
-    bound computes ``W_x x`` once per image instead of once per class (``first_layer(x)``, then
-    ``from_first_layer(h_x, y)`` per class). Introduced in notebook 06.
-    """
+    """q(z|x,y): an MLP on ``[x, y_onehot]`` whose first layer is split, ``W_x x + W_y y + b``, so the
+    unlabelled bound computes ``W_x x`` once per image, not per class. Introduced in notebook 06."""
 
     def __init__(self, input_shape, n_classes, latent_dim, hidden=(500,), activation="softplus", **kwargs):
         super().__init__(**kwargs)
@@ -149,21 +160,8 @@ def _output_dim(model):
 
 @keras.saving.register_keras_serializable(package="vae_utils")
 class SemiSupervisedVAE(ScannedSteps, keras.Model):
-    """M2 with the objective of the paper's code (``learn_yz_x_ss.py``), per training example in nats.
-
-    For ``N = n_labelled + n_unlabelled`` training examples and a batch of labelled and unlabelled ones::
-
-        loss = (N_l/N) mean_l(-L(x,y)) + (N_u/N) mean_u(-U(x)) + alpha mean_l(-log q(y|x)) - log p(theta)/N
-
-    ``-L(x,y) = -log p(x|y,z) + log K + KL(q(z|x,y) || N(0,I))``, one sample of z;
-    ``-U(x) = sum_y q(y|x) (-L(x,y) + log q(y|x))``, every class in one batched pass;
-    ``log p(theta)``: a standard normal prior on every weight matrix (not the biases) of the three
-    networks, with ``weight_prior=True``. ``alpha = 0.1`` in the paper.
-
-    ``fit`` takes dict batches with the keys ``SEMI_SUPERVISED_KEYS`` (``SemiSupervisedBatches``);
-    ``call(x)`` on an array returns the classifier's logits and ``classify(x)`` the predicted labels.
-    Written out in notebook 06.
-    """
+    """M2 with the objective of the paper's code (``learn_yz_x_ss.py``), per training example in nats;
+    the terms and their weights are in this module's docstring. Written out in notebook 06."""
 
     def __init__(
         self,
@@ -247,11 +245,8 @@ class SemiSupervisedVAE(ScannedSteps, keras.Model):
         return -(log_p_x + log_p_y) + losses.gaussian_kl(z_mean, z_log_var)
 
     def negative_elbo_all_classes(self, x, eps=None):
-        """``-L(x, y)`` for every class, ``(batch, K)``: row ``i*K + k`` of one pass is ``(x_i, k)``.
-
-        ``eps``: optional ``(batch, K, latent_dim)`` noise, ``eps[i, k]`` for ``(x_i, k)``. The encoder's
-        ``W_x x`` is computed once per image and shared by the K classes (``LabelledEncoder``).
-        """
+        """``-L(x, y)`` for every class, ``(batch, K)``, in one pass (``eps``: optional noise
+        ``(batch, K, latent_dim)``); ``W_x x`` is computed once per image."""
         x = ops.convert_to_tensor(x, dtype=self.compute_dtype)
         k = self.n_classes
         batch = ops.shape(x)[0]
@@ -379,18 +374,9 @@ def sample_gaussian(stats: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 class SemiSupervisedBatches(keras.utils.PyDataset):
-    """The paper's minibatches: ``labelled_batch`` labelled and ``unlabelled_batch`` unlabelled examples.
-
-    An epoch walks the unlabelled set once (``len(x_unlabelled) // unlabelled_batch`` batches) and cycles
-    the labelled set alongside in fresh permutations; both are reshuffled every epoch. Kingma et al. use
-    ``n_minibatches`` batches of ``N_l / n_minibatches`` and ``N_u / n_minibatches`` (100 at N=100, else
-    200). Every draw passes through ``transform(x, rng)``: ``binarize`` by default (a fresh binarisation),
-    ``sample_gaussian`` for M1+M2 (a new ``z1 ~ q(z1|x)``), None for the inputs as they are. The batches
-    of an epoch depend only on ``seed`` and ``epoch``: a training resumed at epoch ``e`` sees the batches
-    an uninterrupted one would.
-    Batches are dicts with the keys ``SEMI_SUPERVISED_KEYS``; labels are one-hot ``float32``.
-    Introduced in notebook 06.
-    """
+    """The paper's minibatches of ``labelled_batch`` labelled and ``unlabelled_batch`` unlabelled
+    examples, each draw through ``transform``, an epoch's batches fixed by ``seed`` and ``epoch``.
+    Introduced in notebook 06."""
 
     def __init__(
         self,
@@ -480,13 +466,8 @@ class SemiSupervisedBatches(keras.utils.PyDataset):
 
 
 class LabelMargin(keras.callbacks.Callback):
-    """After every epoch, how many nats the true label's bound beats the average wrong label's, logged.
-
-    ``mean_i [mean_{y != y_i} -L(x_i, y) - (-L(x_i, y_i))]`` over ``x``, with one fixed draw of the noise
-    of z per image and class, so that the epochs are compared on the same draws. Near 0, the decoder
-    hardly uses y and q(y|x) has little to learn from the unlabelled images; M2 leaves its plateau as
-    it grows. Introduced in notebook 06.
-    """
+    """Logs after every epoch how many nats the true label's bound beats the average wrong label's on
+    ``x`` (fixed noise draws); near 0, the decoder hardly uses y. Introduced in notebook 06."""
 
     def __init__(self, x, y, name="val_label_margin", batch_size=500, seed=0):
         super().__init__()

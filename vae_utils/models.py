@@ -42,14 +42,9 @@ def _check_likelihood(likelihood):
 
 
 def decoder_output_shape(image_shape, likelihood="bernoulli", components=MIXTURE_COMPONENTS):
-    """The shape of the decoder's output for images of ``image_shape`` under ``likelihood``.
-
-    A Bernoulli decoder outputs one logit per pixel (the image's own shape). A discretised logistic
-    decoder outputs a location and a log-scale per sub-pixel, stacked on the channel axis: images must
-    then have a channel axis, ``(h, w, c)``, and the output is ``(h, w, 2c)``. A mixture decoder
-    outputs ``10 * components`` numbers per pixel of an RGB image: ``(h, w, 10 components)``.
-    Introduced in notebook 02.
-    """
+    """The decoder's output shape for images of ``image_shape``: the image's own for ``bernoulli``,
+    ``(h, w, 2c)`` for ``logistic`` (locations, log-scales), ``(h, w, 10 components)`` for
+    ``logistic_mixture``. Introduced in notebook 02."""
     _check_likelihood(likelihood)
     image_shape = tuple(image_shape)
     if likelihood == "bernoulli":
@@ -85,12 +80,8 @@ __all__ = [
 
 @keras.saving.register_keras_serializable(package="vae_utils")
 class Sampling(layers.Layer):
-    """Draw ``z = z_mean + exp(0.5 * z_log_var) * eps`` with ``eps ~ N(0, I)``.
-
-    The reparameterisation trick: the randomness lives in ``eps``, so gradients flow through
-    ``z_mean`` and ``z_log_var``. ``exp(0.5 * log_var)`` is the standard deviation.
-    Written out in notebook 01.
-    """
+    """Draw ``z = z_mean + exp(0.5 * z_log_var) * eps``, ``eps ~ N(0, I)``: the reparameterisation
+    trick, so gradients flow through the mean and log-variance. Written out in notebook 01."""
 
     def __init__(self, seed=None, **kwargs):
         super().__init__(**kwargs)
@@ -119,12 +110,8 @@ INITIAL_LOG_SCALE = -3.0
 
 
 def init_log_scales(decoder, likelihood):
-    """Set the output bias of every log-scale to ``INITIAL_LOG_SCALE`` and return ``decoder``.
-
-    ``decoder``'s last layer must be named ``logits``. The log-scales are the second half of the channels
-    of a logistic decoder; for a mixture, the second K of each channel's 3K (``pixel_mixture``'s layout).
-    Introduced in notebook 03.
-    """
+    """Set the bias of every log-scale output of ``decoder`` (last layer ``logits``) to
+    ``INITIAL_LOG_SCALE``; return ``decoder``. Introduced in notebook 03."""
     if likelihood == "bernoulli":
         return decoder
     out = decoder.get_layer("logits")
@@ -152,12 +139,8 @@ def dense_encoder(input_shape, latent_dim, hidden=(500, 500), activation="softpl
 
 
 def dense_decoder(latent_dim, output_shape, hidden=(500, 500), activation="softplus", likelihood="bernoulli"):
-    """p(x|z): an MLP from ``z`` to the parameters of ``likelihood`` for images of ``output_shape``.
-
-    The output has ``decoder_output_shape(output_shape, likelihood)``: logits for ``bernoulli``,
-    locations and log-scales for ``logistic``.
-    Introduced in notebook 01.
-    """
+    """p(x|z): an MLP from ``z`` to the parameters of ``likelihood`` for images of ``output_shape``
+    (``decoder_output_shape``). Introduced in notebook 01."""
     out_shape = decoder_output_shape(output_shape, likelihood)
     z = keras.Input(shape=(latent_dim,), name="z")
     h = z
@@ -188,11 +171,8 @@ def conv_decoder(
     likelihood="bernoulli",
     components=MIXTURE_COMPONENTS,
 ):
-    """p(x|z): the mirror of ``conv_encoder``, ending in the per-pixel parameters of ``likelihood``.
-
-    The output has ``decoder_output_shape(output_shape, likelihood, components)``.
-    Written out in notebook 02.
-    """
+    """p(x|z): the mirror of ``conv_encoder``, ending in the per-pixel parameters of ``likelihood``
+    (``decoder_output_shape``). Written out in notebook 02."""
     output_shape = decoder_output_shape(output_shape, likelihood, components)
     height, width = output_shape[:2]
     channels = output_shape[2] if len(output_shape) == 3 else 1
@@ -247,16 +227,9 @@ def _check_pair(encoder, decoder, likelihood):
 
 @keras.saving.register_keras_serializable(package="vae_utils")
 class VAE(ScannedSteps, keras.Model):
-    """A VAE with a Gaussian posterior, a standard normal prior and a Bernoulli or logistic decoder.
-
-    ``call(x)`` returns ``{"logits", "z_mean", "z_log_var"}`` (``logits``: the decoder's output, the
-    parameters of ``likelihood``); ``compute_loss`` returns the negative ELBO averaged over the batch
-    and tracks its two parts as the metrics ``reconstruction`` (``-E_q[log p(x|z)]``) and ``kl``, so
-    ``fit`` and ``evaluate`` report them separately. Train with ``model.compile(optimizer=...)`` and
-    ``model.fit(x)``: no labels, no loss argument. ``likelihood`` is one of ``LIKELIHOODS``; the
-    decoder must have been built for it (``dense_decoder(..., likelihood=...)``).
-    Written out in notebook 01.
-    """
+    """A VAE: Gaussian posterior, N(0, I) prior, a decoder for ``likelihood`` (one of ``LIKELIHOODS``);
+    ``compute_loss`` is the negative ELBO with its ``reconstruction`` and ``kl`` parts tracked, so
+    ``model.fit(x)`` needs no labels. Written out in notebook 01."""
 
     def __init__(self, encoder, decoder, seed=None, likelihood="bernoulli", **kwargs):
         super().__init__(**kwargs)

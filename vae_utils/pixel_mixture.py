@@ -55,11 +55,8 @@ def _coupled_locations(x, loc, coeffs):
 
 
 def log_likelihood(x, params, num_bins=256):
-    """log P(x) of RGB images ``x`` ``(batch, H, W, 3)`` on the grid ``k / (num_bins - 1)``: ``(batch,)``.
-
-    ``params`` ``(batch, H, W, 10K)`` is the decoder's output in the layout of the module docstring.
-    Written out in notebook 03.
-    """
+    """log P(x) of RGB images ``(batch, H, W, 3)`` on the grid under the mixture ``params``
+    ``(batch, H, W, 10K)``: ``(batch,)``. Written out in notebook 03."""
     if x.shape[-1] != CHANNELS:
         raise ValueError(f"x must be RGB images (..., {CHANNELS}), found shape {tuple(x.shape)}")
     logits, loc, log_scale, coeffs = unpack(params)
@@ -83,13 +80,8 @@ def _numpy_parts(params):
 
 
 def sample(params, rng, num_bins=256):
-    """Draw images ``(..., H, W, 3)`` on the grid from the mixture (NumPy, float32).
-
-    A component per pixel from ``softmax(logits)``, then red, green and blue in turn, each from its
-    discretised logistic (``losses.sample_discretized_logistic``) with the location coupled to the values
-    already drawn: exactly the distribution ``log_likelihood`` scores.
-    Introduced in notebook 03.
-    """
+    """Draw images ``(..., H, W, 3)`` from the mixture (NumPy, float32): the distribution
+    ``log_likelihood`` scores. Introduced in notebook 03."""
     rng = np.random.default_rng(rng)
     logits, loc, log_scale, coeffs = _numpy_parts(params)
     gumbel = -np.log(-np.log(rng.uniform(np.finfo(np.float64).tiny, 1.0, size=logits.shape)))

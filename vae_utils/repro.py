@@ -182,15 +182,9 @@ class Run:
         monitor: str = "val_loss",
         mode: str = "min",
     ) -> Checkpoints:
-        """``Checkpoints`` for one model of this notebook: ``<build>/checkpoints/<profile>/<name>/<stem>/``.
-
-        The identity of a training is everything that determines its weights: ``config`` (every setting
-        that is not in the code), the Keras backend, the identity of each ``upstream`` training whose
-        output it learns from (M1 for M1+M2) and, once ``training.fit`` binds it, the code that trains
-        (what the model, the data, the callbacks and ``fit`` reach, and ``code``, any further function
-        or class to follow). Change any of them and the model is trained afresh. Checkpoints live
-        outside git, under ``build/`` (or ``$VAE_OUTPUT_DIR/checkpoints``).
-        """
+        """``Checkpoints`` for one model of this notebook, under ``build/checkpoints/<profile>/<name>/``;
+        its identity: ``config``, the backend, each ``upstream`` training's key and (bound by
+        ``training.fit``) the code that trains. Introduced in notebook 01."""
         root = checkpoints_root()
         identity = {
             **config,
@@ -220,22 +214,16 @@ class Run:
         )
 
     def save_figure(self, fig, stem: str) -> None:
-        """Save ``fig`` as ``<figures_dir>/<name>_<stem>.png`` (written whole, then renamed); show the file.
-
-        In a notebook the saved PNG itself is displayed, whatever matplotlib's backend, so the figure a
-        reader sees is the published one; the output's metadata names the file (``FIGURE_KEY``).
-        """
+        """Save ``fig`` as ``<figures_dir>/<name>_<stem>.png`` (written whole, then renamed) and display
+        that file, its name in the output's metadata (``FIGURE_KEY``). Introduced in notebook 01."""
         path = self.figure_path(stem, ".png")
         write_atomically(path, lambda f: fig.savefig(f, format="png", dpi=100, bbox_inches="tight"))
         plt.close(fig)  # shown once, as the file below, not a second time by an inline backend
         show_png(path.read_bytes(), path.name)
 
     def save_metrics(self, metrics: dict) -> Path:
-        """Save ``metrics`` as ``results/<name>.json`` with seed, profile, wall time and machine.
-
-        A run of a sweep (``variant`` given) saves ``results/<name>/<tag>.json`` instead. Returns the
-        published path; under the runner the file is staged and published when the notebook finished.
-        """
+        """Save ``metrics`` with seed, profile, wall time and machine as ``results/<name>.json`` (a sweep's
+        run: ``results/<name>/<tag>.json``); returns the published path. Introduced in notebook 01."""
         _check_finite(metrics)
         metrics = json.loads(json.dumps(metrics, default=_plain))  # NumPy values -> plain numbers
         payload = {

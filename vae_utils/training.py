@@ -17,12 +17,8 @@ __all__ = ["ScannedSteps", "StopOnNonFinite", "burda_schedule", "cosine_adam", "
 
 
 class StopOnNonFinite(keras.callbacks.Callback):
-    """Fail ``fit`` with a ``FloatingPointError`` at the end of an epoch whose loss or metrics are not finite.
-
-    Unlike ``keras.callbacks.TerminateOnNaN``, which ends ``fit`` quietly, this fails the notebook; put first
-    among the callbacks, it stops before the epoch is checkpointed, so a diverged run leaves no weights to
-    load or to resume from. Introduced in notebook 01.
-    """
+    """Fail ``fit`` with a ``FloatingPointError`` after an epoch whose loss or metrics are not finite,
+    before the epoch is checkpointed. Introduced in notebook 01."""
 
     def on_epoch_end(self, epoch, logs=None):
         bad = {k: float(v) for k, v in (logs or {}).items() if not math.isfinite(float(v))}
@@ -53,11 +49,8 @@ def cosine_adam(learning_rate: float, total_steps: int, alpha: float = 0.1, **ad
 
 
 def burda_schedule(epochs: int, steps_per_epoch: int) -> keras.optimizers.schedules.PiecewiseConstantDecay:
-    """Burda et al.'s learning rates 1e-3 ... 1e-4 (``10**(-i/7)``, one decimal) in 8 stages whose
-    lengths keep their 1 : 3 : 9 : ... : 2187 proportions (3,280 epochs) within ``epochs``.
-
-    Written out in notebook 01.
-    """
+    """Burda et al.'s eight learning rates, 1e-3 to 1e-4, in stages keeping their proportions
+    (1 : 3 : ... : 2187 of 3,280 epochs) within ``epochs``. Written out in notebook 01."""
     epochs, steps_per_epoch = positive_int("epochs", epochs), positive_int("steps_per_epoch", steps_per_epoch)
     stage_ends = np.cumsum([3**i for i in range(8)]) / 3280
     boundaries = [int(round(f * epochs * steps_per_epoch)) for f in stage_ends[:-1]]
@@ -79,16 +72,8 @@ def fit(
     verbose=0,
     **fit_kwargs,
 ) -> dict[str, list[float]]:
-    """Compile ``model`` and train it for ``epochs``; returns the per-epoch log ``{metric: [values]}``.
-
-    ``optimizer`` defaults to ``cosine_adam(learning_rate, epochs * steps_per_epoch(data, batch_size))``.
-    ``callbacks`` run first (those that add a metric, such as ``evaluate.ClassificationError``), then
-    those of ``checkpoints`` (a ``repro.Checkpoints``), else ``repro.StopOnNonFinite``. With
-    ``checkpoints``, the code that trains is added to the training's identity (``Checkpoints.bind``), a
-    finished training is loaded instead of trained again, an interrupted one resumes, and the best
-    epoch's weights are restored at the end. Other keyword arguments go to ``model.fit``.
-    Introduced in notebook 01.
-    """
+    """Compile ``model``, train it for ``epochs`` (with ``checkpoints``: resumed, loaded when done, best
+    epoch restored); returns the per-epoch log ``{metric: [values]}``. Introduced in notebook 01."""
     epochs = positive_int("epochs", epochs)
     if optimizer is None:
         optimizer = cosine_adam(learning_rate, epochs * steps_per_epoch(data, batch_size))
@@ -112,14 +97,8 @@ def fit(
 
 
 class ScannedSteps:
-    """A Keras model mixin: on JAX, ``steps_per_execution`` steps run as one compiled ``lax.scan``.
-
-    Keras's JAX trainer runs ``steps_per_execution`` steps as that many calls of a compiled step; each
-    call costs the dispatch of every variable. Here the batches of those steps are stacked and one
-    compiled scan runs the same ``train_step`` over them, the optimizer updating after each: the same
-    steps, fewer calls. Other backends and ``steps_per_execution=1`` keep Keras's own loop.
-    Introduced in notebook 06.
-    """
+    """A Keras model mixin: on JAX, ``steps_per_execution`` steps run as one compiled ``lax.scan``
+    over the stacked batches (the same steps, fewer calls). Introduced in notebook 06."""
 
     def make_train_function(self, force=False):
         if keras.backend.backend() != "jax" or self.steps_per_execution == 1 or self.run_eagerly:

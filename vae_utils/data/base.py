@@ -20,15 +20,12 @@ class DataError(RuntimeError):
 
 @dataclass(frozen=True)
 class ArraySpec:
-    """The dtype and shape an array of a dataset must have.
+    """The dtype and shape an array of a dataset must have. Introduced in notebook 01."""
 
-    ``shape`` holds ints (an exact length) or names: arrays whose dimensions share a name must agree on
-    that length, e.g. ``x_train`` of shape ``("n_train", 32, 32, 3)`` and ``y_train`` of ``("n_train",)``.
-    ``dtype`` is a NumPy dtype name, ``"int"`` for any integer dtype or ``"str"`` for Unicode strings.
-    """
-
+    # ints (an exact length) or names: dimensions that share a name agree on the length, e.g. x_train
+    # ("n_train", 32, 32, 3) and y_train ("n_train",)
     shape: tuple[int | str, ...]
-    dtype: str
+    dtype: str  # a NumPy dtype name, "int" for any integer dtype, "str" for Unicode strings
 
     def __str__(self) -> str:
         dims = ", ".join(map(str, self.shape)) + ("," if len(self.shape) == 1 else "")
@@ -49,36 +46,27 @@ class Source:
 
 @dataclass(frozen=True)
 class Dataset:
-    """A registry entry: where a dataset comes from and what ``load`` returns for it.
-
-    ``filename`` is the prepared ``.npz`` (its name in the cache and in the mirror; None for SVHN, whose
-    canonical files are cached as they are), ``keys`` the arrays it must contain. ``url`` and ``sha256``
-    are the canonical source of that same file and its checksum there, for datasets published as a
-    prepared ``.npz`` (MNIST); derived datasets have neither.
-
-    Keyword-only fields:
-
-    - ``arrays``: the dtype and shape of every array ``load`` returns, checked on every load. For a
-      derived dataset this is also the (structural) check of its prepared file in the cache.
-    - ``sources``: the canonical files the dataset is built from.
-    - ``build(dataset, cache_dir) -> arrays``: builds a derived dataset's prepared arrays from its
-      verified sources, when neither the cache nor the mirror holds the prepared file (never offline).
-    - ``loader(dataset, **options) -> arrays``: replaces the prepared-file lookup for datasets that
-      take options or are cached as raw files (``cifar10``, ``svhn``).
-    - ``origin``: where the data comes from, in words, for error messages.
-    """
+    """A registry entry: where a dataset comes from and what ``load`` returns for it (the fields below).
+    Introduced in notebook 01."""
 
     name: str
+    # the prepared .npz, its name in the cache and in the mirror (None for SVHN, cached as published)
     filename: str | None
-    keys: tuple[str, ...]
+    keys: tuple[str, ...]  # the arrays it must contain
+    # the canonical source of that same file and its checksum there (MNIST); derived datasets have neither
     url: str | None = None
     sha256: str | None = None
     _: KW_ONLY
+    # the dtype and shape of every array load returns, checked on every load (and, for a derived
+    # dataset, the structural check of its prepared file in the cache)
     arrays: Mapping[str, ArraySpec] = field(default_factory=dict, hash=False)
-    sources: tuple[Source, ...] = ()
+    sources: tuple[Source, ...] = ()  # the canonical files the dataset is built from
+    # builds a derived dataset's arrays from its verified sources when neither the cache nor the mirror
+    # holds the prepared file (never offline)
     build: Callable[[Dataset, Path], dict[str, np.ndarray]] | None = None
+    # replaces the prepared-file lookup, for datasets that take options or are cached as raw files
     loader: Callable[..., dict[str, np.ndarray]] | None = None
-    origin: str = ""
+    origin: str = ""  # where the data comes from, in words, for error messages
 
 
 # --- reading and checking arrays ------------------------------------------------------------------

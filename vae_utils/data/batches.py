@@ -11,12 +11,8 @@ import numpy as np
 
 
 def binarize(x: np.ndarray, seed: int | np.random.Generator) -> np.ndarray:
-    """Stochastic binarisation: each pixel is 1 with probability equal to its intensity.
-
-    ``x`` holds intensities, either ``uint8`` in [0, 255] or floats in [0, 1]. Training draws a new
-    binarisation every epoch (``BinarizedBatches``); the test set is binarised once with a fixed seed
-    so that every evaluation sees the same images. Returns ``float32`` zeros and ones.
-    """
+    """Stochastic binarisation of intensities (uint8 or [0, 1] floats): each pixel 1 with probability
+    its intensity; ``float32``. Introduced in notebook 01."""
     x = np.asarray(x)
     if x.dtype == np.uint8:
         p = x.astype(np.float32) / 255.0
@@ -34,12 +30,8 @@ def binarize(x: np.ndarray, seed: int | np.random.Generator) -> np.ndarray:
 
 
 def labelled_split(y: np.ndarray, n_labelled: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Split example indices into a class-balanced labelled set and the unlabelled rest.
-
-    Draws ``n_labelled / n_classes`` examples of every class present in ``y``. Returns
-    ``(labelled, unlabelled)``: sorted, disjoint index arrays that together cover ``range(len(y))``,
-    the same for the same ``seed``. Kingma et al. (2014) use such splits for N = 100, 600, 1000, 3000.
-    """
+    """``(labelled, unlabelled)``: sorted disjoint indices, ``n_labelled / n_classes`` of each class
+    labelled, fixed by ``seed``. Introduced in notebook 05."""
     y = np.asarray(y)
     if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
         raise ValueError(
@@ -73,11 +65,8 @@ def labelled_split(y: np.ndarray, n_labelled: int, seed: int) -> tuple[np.ndarra
 
 
 class ShuffledBatches(keras.utils.PyDataset):
-    """Batches of ``x`` in a new order every epoch, each passed through ``transform(x, rng)`` if given.
-
-    The order and the draws of an epoch depend only on ``seed`` and ``epoch``, so a training resumed at
-    epoch ``e`` (``epoch = e``) sees the batches an uninterrupted one would. Introduced in notebook 01.
-    """
+    """Batches of ``x`` in a new order every epoch, each through ``transform(x, rng)`` if given; an
+    epoch's order and draws depend only on ``seed`` and ``epoch``. Introduced in notebook 01."""
 
     def __init__(self, x: np.ndarray, batch_size: int, seed: int, transform=None, **kwargs):
         super().__init__(**kwargs)
@@ -112,12 +101,8 @@ class ShuffledBatches(keras.utils.PyDataset):
 
 
 class BinarizedBatches(ShuffledBatches):
-    """``ShuffledBatches`` with a fresh stochastic binarisation of every batch (``binarize``).
-
-    Dynamic binarisation (Salakhutdinov & Murray, 2008) turns grey MNIST into binary data that a
-    Bernoulli likelihood models exactly, and acts as data augmentation: the model never sees the same
-    binary image twice. Pass it to ``model.fit`` in place of an array. Introduced in notebook 01.
-    """
+    """``ShuffledBatches`` with a fresh stochastic binarisation of every batch (Salakhutdinov &
+    Murray, 2008). Introduced in notebook 01."""
 
     def __init__(self, x: np.ndarray, batch_size: int, seed: int, **kwargs):
         super().__init__(x, batch_size, seed, transform=binarize, **kwargs)

@@ -1,5 +1,20 @@
 """The registry of datasets and ``load``, which finds each in the cache, the mirror or its canonical source.
 
+========== ==================================================================== =================
+name       arrays                                                               options
+========== ==================================================================== =================
+mnist      x_train (60000, 28, 28) uint8, y_train, x_test (10000, 28, 28), y_test
+svhn       x_train (N, 32, 32, 3) uint8, y_train int64 digits 0-9, x_test, y_test
+cifar10    x_train (N, 32, 32, 3) uint8, y_train int64, train_index, x_test,    ``classes``
+           y_test, test_index, label_names
+lfw        x (13233, 62, 47) uint8, y (person), names (5749)
+frey       x (1965, 28, 20) uint8
+olivetti   x (400, 64, 64) uint8, y (person 0-39)
+========== ==================================================================== =================
+
+``load("cifar10", classes=("automobile", "horse"))`` keeps only those classes (canonical labels or
+names; see ``_load_cifar10`` for where each request can be served from).
+
 Introduced in ``notebooks/01_vae_mnist.ipynb``.
 """
 
@@ -149,27 +164,8 @@ def _load_prepared(dataset: Dataset) -> dict[str, np.ndarray]:
 
 
 def load(name: str, **options) -> dict[str, np.ndarray]:
-    """Load dataset ``name`` as a dict of NumPy arrays; every array's dtype and shape is checked.
-
-    ========== ==================================================================== =================
-    name       arrays                                                               options
-    ========== ==================================================================== =================
-    mnist      x_train (60000, 28, 28) uint8, y_train, x_test (10000, 28, 28), y_test
-    svhn       x_train (N, 32, 32, 3) uint8, y_train int64 digits 0-9, x_test, y_test
-    cifar10    x_train (N, 32, 32, 3) uint8, y_train int64, train_index, x_test,    ``classes``
-               y_test, test_index, label_names
-    lfw        x (13233, 62, 47) uint8, y (person), names (5749)
-    frey       x (1965, 28, 20) uint8
-    olivetti   x (400, 64, 64) uint8, y (person 0-39)
-    ========== ==================================================================== =================
-
-    ``load("cifar10", classes=("automobile", "horse"))`` keeps only those classes (canonical labels or
-    names; see ``_load_cifar10`` for where each request can be served from).
-
-    >>> mnist = load("mnist")                      # doctest: +SKIP
-    >>> mnist["x_train"].shape, mnist["x_train"].dtype
-    ((60000, 28, 28), dtype('uint8'))
-    """
+    """Load dataset ``name`` as a dict of NumPy arrays, each checked for dtype and shape (the table of
+    datasets and arrays is in this module's docstring). Introduced in notebook 01."""
     if name not in DATASETS:
         raise DataError(f"unknown dataset {name!r}: expected one of {sorted(DATASETS)}")
     dataset = DATASETS[name]

@@ -16,12 +16,9 @@ from .files import _download, _from_mirror, _offline, _places, _verify, _write_a
 
 
 def read_svhn_mat(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
-    """Read an SVHN file in the canonical layout (``train_32x32.mat``, ``test_32x32.mat``).
-
-    The canonical layout is ``X`` uint8 of shape (32, 32, 3, N) and ``y`` of shape (N, 1) holding labels
-    1..10, where 10 means the digit 0. Returns ``x`` uint8 of shape (N, 32, 32, 3) and ``y`` int64 digits
-    0-9. Anything else is a DataError that says what was expected and what was found.
-    """
+    """Read an SVHN file in the canonical layout (``X`` (32, 32, 3, N), ``y`` 1..10 with 10 for 0) as
+    ``x`` uint8 (N, 32, 32, 3) and ``y`` int64 digits 0-9; anything else is a ``DataError``.
+    Introduced in notebook 02."""
     path = Path(path)
     contents = _loadmat(path, "SVHN file (train_32x32.mat or test_32x32.mat)")
     missing = [key for key in ("X", "y") if key not in contents]
@@ -55,14 +52,8 @@ def read_svhn_mat(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
 
 
 def write_svhn_mat(path: str | os.PathLike, x: np.ndarray, y: np.ndarray) -> Path:
-    """Write images and digits as an SVHN file in the canonical layout; returns the path.
-
-    ``x``: uint8 images of shape (N, 32, 32, 3); ``y``: N digits 0-9. Writes ``X`` uint8 (32, 32, 3, N)
-    and ``y`` uint8 (N, 1) with the digit 0 stored as 10, as in ``train_32x32.mat``, so that
-    ``read_svhn_mat`` returns ``(x, y)``. The file is written to a temporary file beside ``path`` and
-    renamed into place when complete. The tests, and the SVHN notebook's smoke run, use it to write small
-    synthetic files in the canonical format.
-    """
+    """Write uint8 images (N, 32, 32, 3) and digits 0-9 as an SVHN file in the canonical layout (written
+    whole, then renamed); returns the path. The smoke run of notebook 02 writes its stand-in with it."""
     path = Path(path)
     x, y = np.asarray(x), np.asarray(y)
     if x.dtype != np.uint8 or x.ndim != 4 or x.shape[1:] != (32, 32, 3):
