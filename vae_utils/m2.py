@@ -59,10 +59,6 @@ def _check_likelihood(likelihood):
         raise ValueError(f"likelihood must be one of {LIKELIHOODS}, found {likelihood!r}")
 
 
-def _gaussian_head(h, latent_dim):
-    return layers.Dense(latent_dim, name="z_mean")(h), layers.Dense(latent_dim, name="z_log_var")(h)
-
-
 def decoder_output_shape(output_shape, likelihood="bernoulli"):
     """``output_shape`` (bernoulli); ``(..., 2d)``, means and log-variances. Introduced in notebook 06."""
     _check_likelihood(likelihood)
