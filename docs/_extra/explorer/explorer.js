@@ -234,7 +234,10 @@
     } catch {
       // some browsers refuse it for file:// pages
     }
-    setLatent(0, 0);
+    // start at the codes' mean: where the test images are, which need not be the prior's centre
+    const n = state.model.codes.length / 2;
+    const mean = [0, 1].map((d) => state.model.codes.filter((_, i) => i % 2 === d).reduce((a, b) => a + b, 0) / n);
+    setLatent(mean[0], mean[1]);
   }
 
   // ---- input: pointer (mouse, pen, touch) and keyboard ------------------------------------------------
