@@ -101,14 +101,7 @@ def test_the_exported_chain_is_the_trained_decoder(exported):
         output = explorer.OUTPUTS[vae.likelihood]
         np.testing.assert_allclose(explorer.decode(chain, z, output), _shown(vae, z), atol=1e-5)
         payload = json.loads(paths[name].read_text())
-        stored = [
-            (
-                explorer.array_from_json(layer["kernel"]),
-                explorer.array_from_json(layer["bias"]),
-                layer["activation"],
-            )
-            for layer in payload["layers"]
-        ]
+        stored = explorer.chain_from_json(payload)
         assert all(k.dtype == np.float16 for k, _, _ in stored)
         error = np.abs(explorer.decode(stored, z, output) - _shown(vae, z)).max()
         assert 0 < error < 1 / 255 and payload["float16_error"]["max"] < 1 / 255

@@ -266,14 +266,7 @@ def _check_drawn(site, browser, export):
     payload = json.loads(export.read_text())
     assert payload["format"] == explorer.FORMAT and payload["provenance"]["profile"] == "full"
     assert payload["float16_error"]["max"] < 1 / 255, "float16 moved a pixel by a grey level or more"
-    chain = [
-        (
-            explorer.array_from_json(layer["kernel"]),
-            explorer.array_from_json(layer["bias"]),
-            layer["activation"],
-        )
-        for layer in payload["layers"]
-    ]
+    chain = explorer.chain_from_json(payload)
     browser.open("about:blank")
     browser.open(f"{site}/explorer/index.html#{payload['name']}")
     browser.evaluate("latentExplorer.ready")

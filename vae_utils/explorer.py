@@ -1,4 +1,4 @@
-"""A trained 2-D decoder, exported for the site's latent explorer (``docs/explorer/``), where a reader
+"""A trained 2-D decoder, exported for the site's latent explorer (``docs/_extra/explorer/``), where a reader
 drags a point through the latent space and the page decodes it at every move.
 
 The export is one JSON file next to the run's figures: the decoder's dense layers (float16, base64),
@@ -22,12 +22,18 @@ from .atomic import write_json
 from .identity import code_version, identity_key, model_structure
 from .latent import prior_quantiles
 
-__all__ = ["FORMAT", "array_from_json", "decode", "dense_chain", "describe", "export"]
+__all__ = ["FORMAT", "array_from_json", "chain_from_json", "decode", "dense_chain", "describe", "export"]
 
-#: The format of an export; ``docs/explorer/explorer.js`` reads this version.
+#: The format of an export; ``docs/_extra/explorer/explorer.js`` reads this version.
 FORMAT = "vae-latent-explorer/1"
-#: The activations the page evaluates, and what each decoder likelihood shows as the image.
-ACTIVATIONS = ("linear", "relu", "softplus", "sigmoid", "tanh")
+#: The activations the page evaluates (in NumPy here), and what each decoder likelihood shows as the image.
+ACTIVATIONS = {
+    "linear": lambda a: a,
+    "relu": lambda a: np.maximum(a, 0),
+    "softplus": lambda a: np.logaddexp(0, a),
+    "sigmoid": expit,
+    "tanh": np.tanh,
+}
 OUTPUTS = {"bernoulli": "sigmoid", "logistic": "clip"}
 GRID = 20  # the quantile grid of the notebooks' manifolds, drawn as the page's optional overlay
 
@@ -51,7 +57,7 @@ def dense_chain(decoder, likelihood: str) -> list[tuple[np.ndarray, np.ndarray, 
         activation = keras.activations.serialize(layer.activation)
         activation = activation if isinstance(activation, str) else activation.get("config", {}).get("name")
         if activation not in ACTIVATIONS:
-            raise ValueError(f"the page evaluates the activations {ACTIVATIONS}, found {activation!r}")
+            raise ValueError(f"the page evaluates the activations {tuple(ACTIVATIONS)}, found {activation!r}")
         kernel, bias = (keras.ops.convert_to_numpy(w).astype(np.float32) for w in (layer.kernel, layer.bias))
         chain.append((kernel, bias, activation))
     if likelihood == "logistic":  # (h, w, 2): a location, then a log-scale, per pixel
@@ -64,14 +70,7 @@ def decode(chain, z, output: str) -> np.ndarray:
     """The images ``(n, pixels)`` in [0, 1] that ``chain`` decodes from codes ``z``: the page's arithmetic."""
     h = np.asarray(z, dtype=np.float32)
     for kernel, bias, activation in chain:
-        h = h @ kernel + bias
-        h = {
-            "linear": lambda a: a,
-            "relu": lambda a: np.maximum(a, 0),
-            "softplus": lambda a: np.logaddexp(0, a),
-            "sigmoid": expit,
-            "tanh": np.tanh,
-        }[activation](h)
+        h = ACTIVATIONS[activation](h @ kernel + bias)
     return expit(h) if output == "sigmoid" else np.clip(h, 0, 1)
 
 
@@ -88,6 +87,14 @@ def array_from_json(entry: dict) -> np.ndarray:
     """An array stored by ``export`` (little-endian bytes in base64), as NumPy."""
     raw = base64.b64decode(entry["base64"])
     return np.frombuffer(raw, dtype=np.dtype(entry["dtype"]).newbyteorder("<")).reshape(entry["shape"])
+
+
+def chain_from_json(payload: dict) -> list[tuple[np.ndarray, np.ndarray, str]]:
+    """The stored (float16) ``(kernel, bias, activation)`` chain of an export, for ``decode``."""
+    return [
+        (array_from_json(layer["kernel"]), array_from_json(layer["bias"]), layer["activation"])
+        for layer in payload["layers"]
+    ]
 
 
 def _shown(params, likelihood) -> np.ndarray:
