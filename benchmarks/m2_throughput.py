@@ -62,7 +62,9 @@ from train_throughput import (  # noqa: E402
     PEAK_RSS_LABEL,
     benchmark_parser,
     check_args,
+    child_prefix,
     peak_rss_mib,
+    print_not_run,
     print_table,
     run_benchmark,
     wait_for_device,
@@ -288,11 +290,7 @@ def child_main(args: argparse.Namespace) -> None:
 
 def child_command(workload: str, args: argparse.Namespace) -> list[str]:
     return [
-        sys.executable,
-        os.path.abspath(__file__),
-        "--child",
-        "--workload",
-        workload,
+        *child_prefix(__file__, workload),
         "--n-labelled",
         str(args.n_labelled),
         "--feature-dim",
@@ -345,9 +343,7 @@ def print_results(results: list[dict], args: argparse.Namespace) -> None:
             f"m1m2_features: timed on random features of width {args.feature_dim} (means and log-variances "
             "of that many M1 dimensions), not the codes of a trained M1\n"
         )
-    for result in results:
-        if result["status"] != "ok":
-            print(f"{result['status']}: {result['backend']}/{result['workload']}: {result['reason']}")
+    print_not_run(results)
 
 
 def main(argv=None) -> None:

@@ -425,13 +425,21 @@ def print_header(title: str = TITLE) -> None:
     print()
 
 
+def child_prefix(script: str, workload: str) -> list[str]:
+    """The command that starts ``script`` as the child for one workload; each benchmark adds its options."""
+    return [sys.executable, os.path.abspath(script), "--child", "--workload", workload]
+
+
+def print_not_run(results: list[dict]) -> None:
+    """A line for each (backend, workload) that did not run, saying why."""
+    for result in results:
+        if result["status"] != "ok":
+            print(f"{result['status']}: {result['backend']}/{result['workload']}: {result['reason']}")
+
+
 def child_command(workload: str, args: argparse.Namespace) -> list[str]:
     return [
-        sys.executable,
-        os.path.abspath(__file__),
-        "--child",
-        "--workload",
-        workload,
+        *child_prefix(__file__, workload),
         "--epochs",
         str(args.epochs),
         "--train-images",
@@ -580,9 +588,7 @@ def print_results(results: list[dict], args: argparse.Namespace) -> None:
             print(
                 "n/a: too few passes to separate the per-call compilation, which s/100 images then includes\n"
             )
-    for result in results:
-        if result["status"] != "ok":
-            print(f"{result['status']}: {result['backend']}/{result['workload']}: {result['reason']}")
+    print_not_run(results)
 
 
 def run_benchmark(args: argparse.Namespace, title: str, command, child, report) -> None:

@@ -197,10 +197,3 @@ def test_staged_files_replace_the_published_ones_and_the_rest_is_read_from_the_r
     assert ours[ours.method == "pca_svm"]["mean"].tolist() == [40.0]
     assert "dense" not in set(ours.method)  # the published 07 file is replaced, not merged
     assert set(ours[ours.method == "m2"].N) == set(M2_ERRORS)
-
-
-def test_summarise_splits_gives_the_mean_and_the_sample_standard_deviation_zero_for_one_split():
-    summary = compare.summarise_splits({100: [7.64, 9.43, 7.10], 3000: [4.0]})
-    assert summary["100"]["mean"] == pytest.approx(8.0567, abs=1e-4)
-    assert summary["100"]["std"] == pytest.approx(np.std([7.64, 9.43, 7.10], ddof=1))
-    assert summary["3000"] == {"errors": [4.0], "mean": 4.0, "std": 0.0}

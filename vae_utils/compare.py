@@ -28,7 +28,7 @@ from matplotlib.ticker import FixedLocator, NullFormatter, ScalarFormatter
 from . import home
 from .atomic import write_text
 
-__all__ = ["PUBLISHED", "collect", "markdown_table", "plot", "published", "summarise_splits", "update_readme"]
+__all__ = ["PUBLISHED", "collect", "markdown_table", "plot", "published", "update_readme"]
 
 RESULTS_DIR = home.ROOT / "results"
 N_LABELLED = (100, 600, 1000, 3000)  # the columns of Kingma et al. (2014), Table 1
@@ -130,19 +130,6 @@ def _read(path: Path, profile: str | None) -> dict | None:
 def _check_errors(path: Path, key: str, errors: list) -> None:
     if not all(0 <= e <= 100 for e in errors):
         raise ValueError(f"{path}: metrics.{key}: expected test errors in [0, 100] %, found {errors}")
-
-
-def summarise_splits(errors: dict) -> dict[str, dict]:
-    """``{N: [error of each label split]}`` -> ``{"N": {"errors", "mean", "std"}}``, ``std`` the sample
-    standard deviation (0 for a single split, which has no spread). Introduced in notebook 05."""
-    return {
-        str(n): {
-            "errors": [float(e) for e in values],
-            "mean": float(np.mean(values)),
-            "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
-        }
-        for n, values in errors.items()
-    }
 
 
 def _per_n_rows(path: Path, methods: dict[str, str], profile: str | None) -> list[dict]:
