@@ -43,9 +43,11 @@ from train_throughput import (  # noqa: E402
     PEAK_RSS_LABEL,
     benchmark_parser,
     check_args,
+    child_prefix,
     forward_flops,
     matmul_gflops,
     peak_rss_mib,
+    print_not_run,
     print_table,
     run_benchmark,
 )
@@ -166,11 +168,7 @@ def likelihood_model(batch_params):
 
 def child_command(workload: str, args) -> list[str]:
     return [
-        sys.executable,
-        os.path.abspath(__file__),
-        "--child",
-        "--workload",
-        workload,
+        *child_prefix(__file__, workload),
         "--steps",
         str(args.steps),
         "--warmup-steps",
@@ -215,9 +213,7 @@ def print_results(results: list[dict], args) -> None:
         rows,
         text_columns=2,
     )
-    for r in results:
-        if r["status"] != "ok":
-            print(f"{r['status']}: {r['backend']}/{r['workload']}: {r['reason']}")
+    print_not_run(results)
 
 
 def main(argv=None) -> None:
