@@ -100,6 +100,7 @@ def test_the_m2_benchmark_counts_the_papers_flops_and_prints_before_after_and_fl
     assert after_ratio == pytest.approx(after / floor, rel=0.02)
 
 
+@pytest.mark.integration
 def test_the_cifar_benchmark_times_the_notebooks_own_models_against_the_floor(mirror):
     import cifar_throughput
 
