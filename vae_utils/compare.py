@@ -73,6 +73,9 @@ PUBLISHED = {
     },
 }
 
+# The order of our rows in the table: baselines first, then M1, M2, M1 + M2.
+_ORDER = ("pca_svm", "dense", "cnn", "m1_svm", "m1_label_spreading", "m2", "m1m2")
+
 # Our results files, in reading order: file -> {method in the file: readable label}.
 _PER_N_FILES = {
     "05_semi_supervised_m1.json": {"m1_svm": "M1 + SVM", "m1_label_spreading": "M1 + label spreading"},
@@ -241,8 +244,7 @@ def collect(
             rows += _per_n_rows(find(name), methods, profile)
     if find(_PER_SPLIT_DIR).is_dir():
         rows += _per_split_rows(find(_PER_SPLIT_DIR), profile)
-    order = {m: i for i, m in enumerate(_COLOURS)}  # baselines first, then M1, M2, M1 + M2
-    rows.sort(key=lambda r: (order[r["method"]], r["N"]))
+    rows.sort(key=lambda r: (_ORDER.index(r["method"]), r["N"]))
     return _frame(rows)
 
 
