@@ -80,8 +80,9 @@ def _public_everywhere():
 
     for info in pkgutil.walk_packages(vae_utils.__path__, "vae_utils."):
         module = importlib.import_module(info.name)
-        for name in getattr(module, "__all__", []):
-            obj = getattr(module, name)
+        for name, obj in vars(module).items():
+            if name.startswith("_"):
+                continue
             if not (inspect.isfunction(obj) or inspect.isclass(obj)) or obj.__module__ != module.__name__:
                 continue
             yield f"{info.name}.{name}", obj

@@ -200,12 +200,9 @@ __all__ += ["accuracy"]
 
 
 class ClassificationError(keras.callbacks.Callback):
-    """After every epoch, the classifier's error (%) on held-out data, added to the logs as ``name``.
-
-    Put it first in ``callbacks`` so that the callbacks after it (``EarlyStopping``, a ``Checkpoints``'
-    best epoch and log, the ``History`` that ``fit`` returns) see the value. Predictions as in ``accuracy``.
-    Introduced in notebook 06.
-    """
+    """After every epoch, the classifier's error (%) on held-out data, logged as ``name``; put it first in
+    ``callbacks`` so that those after it (early stopping, ``Checkpoints``, ``History``) see it. Introduced
+    in notebook 06."""
 
     def __init__(self, x, y, name="val_error", batch_size=500):
         super().__init__()

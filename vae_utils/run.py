@@ -54,12 +54,9 @@ PATH_ENVS = ("VAE_DATA_DIR", "VAE_DATA_MIRROR", "VAE_OUTPUT_DIR")
 
 
 def parse_sweep(specs: list[str], parameters=None) -> list[dict]:
-    """``["N=100,600", "SEED=0,1"]`` -> every combination as a dict of parameters, in order.
-
-    Values are numbers or Python literals where they parse as one (``100``, ``0x10``, ``0.5``, ``True``),
-    strings otherwise; two values that parse to the same one (``0`` and ``00``) are refused, as is ``SMOKE``.
-    ``parameters``: the notebook's parameter names; a sweep over any other name is refused.
-    """
+    """``["N=100,600", "SEED=0,1"]`` -> every combination as a dict of parameters, in order; values parse as
+    Python literals where they can. Refused: ``SMOKE``, two values that parse alike (``0``, ``00``) and a
+    name not in ``parameters`` (the notebook's)."""
     names, value_lists = [], []
     for spec in specs:
         name, sep, values = spec.partition("=")
@@ -160,12 +157,9 @@ def execute(
     parameters: dict | None = None,
     tag: str | None = None,
 ) -> Path:
-    """Run one notebook in ``profile`` and return the path of the executed copy.
-
-    With a ``tag`` (one run of a sweep) the copy is ``<output_dir>/<notebook>__<tag>.ipynb``, the
-    parameters name the run's metrics file, and the notebook itself is never rewritten. Metrics and
-    figures are staged and published with the executed copy only if every cell ran.
-    """
+    """Run one notebook in ``profile``; returns the executed copy (``<output_dir>/<notebook>__<tag>.ipynb``
+    for one run of a sweep, which never rewrites the notebook). Metrics and figures publish with it only if
+    every cell ran."""
     notebook = Path(notebook).resolve()
     if not notebook.is_file():
         raise FileNotFoundError(f"no notebook at {notebook}")
