@@ -229,12 +229,9 @@ def collect(
     """
     results_dir = Path(results_dir)
 
-    def find(name: str) -> Path:
-        return (
-            Path(staged) / name
-            if staged is not None and (Path(staged) / name).exists()
-            else results_dir / name
-        )
+    def find(name: str) -> Path:  # the staged file where there is one
+        own = Path(staged or results_dir) / name
+        return own if own.exists() else results_dir / name
 
     rows = []
     for name, methods in _PER_N_FILES.items():
