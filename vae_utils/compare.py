@@ -20,12 +20,10 @@ import math
 import sys
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from matplotlib.ticker import FixedLocator, NullFormatter, ScalarFormatter
 
-from . import home
+from . import home, plotting
 from .atomic import write_text
 
 __all__ = ["PUBLISHED", "collect", "markdown_table", "plot", "published", "update_readme"]
@@ -231,12 +229,9 @@ def collect(
     """
     results_dir = Path(results_dir)
 
-    def find(name: str) -> Path:
-        return (
-            Path(staged) / name
-            if staged is not None and (Path(staged) / name).exists()
-            else results_dir / name
-        )
+    def find(name: str) -> Path:  # the staged file where there is one
+        own = Path(staged or results_dir) / name
+        return own if own.exists() else results_dir / name
 
     rows = []
     for name, methods in _PER_N_FILES.items():
@@ -301,31 +296,13 @@ def markdown_table(ours: pd.DataFrame) -> str:
 
 
 def plot(ours: pd.DataFrame):
-    """Test error against N on log-log axes: ours solid with error bars, published dashed."""
-    fig, ax = plt.subplots(figsize=(9.5, 5))
-    handles = []  # ours first in the legend (matplotlib would list the error-bar containers last)
-    for method, rows in ours.groupby("method", sort=False):
-        rows = rows.sort_values("N")
-        label = f"{rows['label'].iloc[0]} (ours)"
-        style = dict(color=_COLOURS[method], marker="o", linestyle="-", capsize=3, label=label)
-        handles.append(ax.errorbar(rows["N"], rows["mean"], yerr=rows["std"], **style))
-    for method, p in PUBLISHED.items():
-        n, mean = zip(*((n, mean) for n, (mean, _) in sorted(p["errors"].items())))
-        cite = "Kingma et al. 2014" if p["source"] == KINGMA_2014 else "blog post"
-        single = len(n) == 1  # a single number: a cross, no line
-        style = dict(color=_COLOURS[method], linestyle="--", marker="x" if single else ".", markersize=9)
-        handles += ax.plot(n, mean, label=f"{p['label']} ({cite})", **style)
-    ax.set(xscale="log", yscale="log", xlabel="labelled training images N", ylabel="test error (%)")
-    ax.xaxis.set_major_locator(FixedLocator(N_LABELLED))
-    ax.yaxis.set_major_locator(FixedLocator([1, 2, 5, 10, 20, 50, 100]))
-    for axis in (ax.xaxis, ax.yaxis):
-        axis.set_major_formatter(ScalarFormatter())
-        axis.set_minor_formatter(NullFormatter())
-    ax.grid(True, which="major", alpha=0.3)
-    ax.set_title("MNIST with few labels: this repository (solid) and published (dashed)")
-    ax.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
-    fig.tight_layout()
-    return fig
+    """Test error against N on log-log axes (``plotting.error_against_n``): ours solid, published dashed."""
+    theirs = published()
+    cite = theirs["source"].map({KINGMA_2014: "Kingma et al. 2014", BLOG_POST: "blog post"})
+    theirs["label"] = theirs["label"] + " (" + cite + ")"
+    ours = ours.assign(label=ours["label"] + " (ours)")
+    title = "MNIST with few labels: this repository (solid) and published (dashed)"
+    return plotting.error_against_n(ours, theirs, _COLOURS, N_LABELLED, title)
 
 
 def update_readme(path: str | Path, table: str) -> Path:

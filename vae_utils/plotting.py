@@ -13,11 +13,13 @@ import math
 import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
+from matplotlib.ticker import FixedLocator, NullFormatter, ScalarFormatter
 
 from .checks import positive_int
 from .latent import prior_quantiles, traverse
 
 __all__ = [
+    "error_against_n",
     "image_grid",
     "interpolation_grid",
     "latent_manifold",
@@ -201,5 +203,36 @@ def training_curves(history, keys=None):
             ax.legend()
         ax.set_title(key)
         ax.set_xlabel("epoch")
+    fig.tight_layout()
+    return fig
+
+
+def error_against_n(ours, theirs, colours, n_ticks, title):
+    """Test error (%) against N labels, log-log: ``ours`` solid with error bars, ``theirs`` dashed (frames
+    of method, label, N, mean, std, as ``compare`` builds them), coloured by method.
+    Introduced in notebook 07."""
+    fig, ax = plt.subplots(figsize=(9.5, 5))
+    handles = []  # ours first in the legend (matplotlib would list the error-bar containers last)
+    for method, rows in ours.groupby("method", sort=False):
+        rows = rows.sort_values("N")
+        style = dict(color=colours[method], marker="o", linestyle="-", capsize=3)
+        handles.append(
+            ax.errorbar(rows["N"], rows["mean"], yerr=rows["std"], label=rows["label"].iloc[0], **style)
+        )
+    for method, rows in theirs.groupby("method", sort=False):
+        rows = rows.sort_values("N")
+        single = len(rows) == 1  # a single number: a cross, no line
+        style = dict(color=colours[method], linestyle="--", marker="x" if single else ".", markersize=9)
+        handles += ax.plot(rows["N"], rows["mean"], label=rows["label"].iloc[0], **style)
+    ax.set(
+        xscale="log", yscale="log", xlabel="labelled training images N", ylabel="test error (%)", title=title
+    )
+    ax.xaxis.set_major_locator(FixedLocator(n_ticks))
+    ax.yaxis.set_major_locator(FixedLocator([1, 2, 5, 10, 20, 50, 100]))
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_formatter(ScalarFormatter())
+        axis.set_minor_formatter(NullFormatter())
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
     fig.tight_layout()
     return fig
