@@ -107,6 +107,10 @@ _READ_PAGE = r"""(() => {
     math: article.querySelectorAll(".math").length,
     typeset: article.querySelectorAll("mjx-container").length,
     math_errors: article.querySelectorAll("mjx-merror").length,
+    // displayed equations wider than the column: cut off, or scrolled sideways, in the reader's view
+    wide_equations: [...article.querySelectorAll('mjx-container[display="true"]')]
+      .filter(e => e.scrollWidth > e.clientWidth + 1)
+      .map(e => `${e.scrollWidth} px in ${e.clientWidth}: ${e.textContent.slice(0, 60)}`),
     prose: text(article, ".cell, mjx-container, script, style, code, pre, .headerlink"),
     outputs: [...article.querySelectorAll(".cell_output")].map(o => text(o, "mjx-container, script, style")),
     tables: article.querySelectorAll(".cell_output table").length,
@@ -159,6 +163,11 @@ def test_every_equation_is_typeset_and_no_raw_tex_is_left_in_the_prose(pages, no
     leftovers = [m.group(0) for m in RAW_TEX.finditer(page["prose"])]
     context = [page["prose"][max(m.start() - 40, 0) : m.end() + 40] for m in RAW_TEX.finditer(page["prose"])]
     assert not leftovers, f"TeX that MathJax did not typeset, in: {context[:3]}"
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[nb.stem for nb in NOTEBOOKS])
+def test_every_displayed_equation_fits_the_column(pages, notebook):
+    assert not pages[notebook.stem]["wide_equations"], "equations wider than the page's column"
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[nb.stem for nb in NOTEBOOKS])
