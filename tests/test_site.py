@@ -114,6 +114,10 @@ _READ_PAGE = r"""(() => {
     prose: text(article, ".cell, mjx-container, script, style, code, pre, .headerlink"),
     outputs: [...article.querySelectorAll(".cell_output")].map(o => text(o, "mjx-container, script, style")),
     tables: article.querySelectorAll(".cell_output table").length,
+    // tables wider than the space they are shown in: a column hidden behind a sideways scroll
+    wide_tables: [...article.querySelectorAll("table")]
+      .filter(t => t.scrollWidth > t.parentElement.clientWidth + 1)
+      .map(t => `${t.scrollWidth} px in ${t.parentElement.clientWidth}: ${t.textContent.slice(0, 40)}`),
     scripts: [...document.querySelectorAll("script[src]")].map(s => s.getAttribute("src")),
   };
 })()"""
@@ -166,8 +170,9 @@ def test_every_equation_is_typeset_and_no_raw_tex_is_left_in_the_prose(pages, no
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[nb.stem for nb in NOTEBOOKS])
-def test_every_displayed_equation_fits_the_column(pages, notebook):
+def test_every_displayed_equation_and_table_fits_the_column(pages, notebook):
     assert not pages[notebook.stem]["wide_equations"], "equations wider than the page's column"
+    assert not pages[notebook.stem]["wide_tables"], "tables wider than the page's column"
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[nb.stem for nb in NOTEBOOKS])
