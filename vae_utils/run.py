@@ -229,7 +229,8 @@ def execute(
     return target
 
 
-def main(argv=None) -> int:
+def _parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m vae_utils.run``."""
     parser = argparse.ArgumentParser(prog="python -m vae_utils.run", description=__doc__.split("\n")[0])
     parser.add_argument("notebooks", nargs="*", type=Path, help="notebooks to run (default: all, in order)")
     parser.add_argument(
@@ -246,6 +247,11 @@ def main(argv=None) -> int:
         metavar="NAME=V1,V2",
         help="run once per value (repeat for a grid of combinations)",
     )
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = _parser()
     args = parser.parse_args(argv)
     paths = args.notebooks or notebooks()
     if not paths:
