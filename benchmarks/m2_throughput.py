@@ -49,7 +49,6 @@ Run from the repository root (datasets as for the notebooks, e.g. ``VAE_DATA_MIR
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -63,7 +62,8 @@ from train_throughput import (  # noqa: E402
     benchmark_parser,
     check_args,
     child_prefix,
-    peak_rss_mib,
+    keras_imports,
+    print_measured,
     print_not_run,
     print_table,
     run_benchmark,
@@ -237,11 +237,7 @@ def floor_seconds(shapes, repeats: int = 5) -> dict:
 
 
 def child_main(args: argparse.Namespace) -> None:
-    backend = os.environ["KERAS_BACKEND"]
-    try:
-        import keras  # noqa: F401  (imports the backend, which is where a missing framework shows)
-    except (ImportError, OSError) as exc:  # OSError: a framework whose shared libraries are missing
-        print(json.dumps({"status": "skipped", "reason": f"{type(exc).__name__}: {exc}"}))
+    if not keras_imports():
         return
     from vae_utils import m2, repro
 
@@ -264,22 +260,17 @@ def child_main(args: argparse.Namespace) -> None:
     floor = floor_seconds(matmul_shapes(args.workload, args.n_labelled, args.feature_dim))
     steps = len(batches)
     floor_s = min(floor["numpy_s"], floor["backend_s"]) * steps
-    print(
-        json.dumps(
-            {
-                "status": "ok",
-                "backend": backend,
-                "workload": args.workload,
-                "peak_rss_mib": peak_rss_mib(),
-                "steps_per_epoch": steps,
-                "tflop_per_epoch": floor["flops_per_step"] * steps / 1e12,
-                "numpy_gflops": floor["flops_per_step"] / floor["numpy_s"] / 1e9,
-                "backend_gflops": floor["flops_per_step"] / floor["backend_s"] / 1e9,
-                "floor_s": floor_s,
-                "before_s": before,
-                "after_s": after,
-            }
-        )
+    print_measured(
+        args.workload,
+        {
+            "steps_per_epoch": steps,
+            "tflop_per_epoch": floor["flops_per_step"] * steps / 1e12,
+            "numpy_gflops": floor["flops_per_step"] / floor["numpy_s"] / 1e9,
+            "backend_gflops": floor["flops_per_step"] / floor["backend_s"] / 1e9,
+            "floor_s": floor_s,
+            "before_s": before,
+            "after_s": after,
+        },
     )
 
 

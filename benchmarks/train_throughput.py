@@ -365,25 +365,26 @@ def run_workload(workload: str, args: argparse.Namespace) -> dict:
     return time_epochs(model, mnist["x_train"][: args.train_images], args.epochs)
 
 
-def child_main(args: argparse.Namespace) -> None:
-    backend = os.environ["KERAS_BACKEND"]
+def keras_imports() -> bool:
+    """Import Keras and its backend; where they cannot be, print the child's "skipped" line and say False."""
     try:
         import keras  # noqa: F401  (imports the backend, which is where a missing framework shows)
     except (ImportError, OSError) as exc:  # OSError: a framework whose shared libraries are missing
         print(json.dumps({"status": "skipped", "reason": f"{type(exc).__name__}: {exc}"}))
-        return
-    result = run_workload(args.workload, args)
-    print(
-        json.dumps(
-            {
-                "status": "ok",
-                "backend": backend,
-                "workload": args.workload,
-                "peak_rss_mib": peak_rss_mib(),
-                **result,
-            }
-        )
-    )
+        return False
+    return True
+
+
+def print_measured(workload: str, result: dict) -> None:
+    """The child's line of a finished measurement: backend, workload, peak memory and ``result``."""
+    backend = os.environ["KERAS_BACKEND"]
+    line = {"status": "ok", "backend": backend, "workload": workload, "peak_rss_mib": peak_rss_mib()}
+    print(json.dumps({**line, **result}))
+
+
+def child_main(args: argparse.Namespace) -> None:
+    if keras_imports():
+        print_measured(args.workload, run_workload(args.workload, args))
 
 
 # --------------------------------------------------------------------------------------------------

@@ -133,8 +133,11 @@ run.save_metrics({"epochs": EPOCHS})
 """
 
 
-def _staging_left():
-    return [p for p in run.STAGING_DIR.glob("01_demo.*")] if run.STAGING_DIR.exists() else []
+def _staging_left(pid=None):
+    """What a run by process ``pid`` (this one: the runner in-process) left in the staging folder; other
+    processes' runs, such as another test worker's, stage beside it under their own pid."""
+    pattern = f"01_demo.{pid or os.getpid()}.*"
+    return [p for p in run.STAGING_DIR.glob(pattern)] if run.STAGING_DIR.exists() else []
 
 
 @pytest.mark.notebook
@@ -272,7 +275,7 @@ def test_sigterm_stops_a_full_run_and_leaves_nothing_half_written(tmp_path, publ
         text=True,
     )
     deadline = time.monotonic() + 120
-    while not any(p.name == "01_demo_curve.png" for p in run.STAGING_DIR.rglob("*.png")):
+    while not any(run.STAGING_DIR.glob(f"01_demo.{runner.pid}.*/figures/01_demo_curve.png")):
         assert time.monotonic() < deadline and runner.poll() is None, "the notebook never reached its sleep"
         time.sleep(0.5)
     runner.send_signal(signal.SIGTERM)
@@ -280,7 +283,7 @@ def test_sigterm_stops_a_full_run_and_leaves_nothing_half_written(tmp_path, publ
     assert runner.returncode != 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["01_demo.ipynb", "published"]  # no temp copy
     assert (published / "figures" / "01_demo_curve.png").read_text() == "earlier run"
-    assert _staging_left() == []
+    assert _staging_left(runner.pid) == []
 
 
 @pytest.mark.notebook

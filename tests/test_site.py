@@ -107,9 +107,17 @@ _READ_PAGE = r"""(() => {
     math: article.querySelectorAll(".math").length,
     typeset: article.querySelectorAll("mjx-container").length,
     math_errors: article.querySelectorAll("mjx-merror").length,
+    // displayed equations wider than the column: cut off, or scrolled sideways, in the reader's view
+    wide_equations: [...article.querySelectorAll('mjx-container[display="true"]')]
+      .filter(e => e.scrollWidth > e.clientWidth + 1)
+      .map(e => `${e.scrollWidth} px in ${e.clientWidth}: ${e.textContent.slice(0, 60)}`),
     prose: text(article, ".cell, mjx-container, script, style, code, pre, .headerlink"),
     outputs: [...article.querySelectorAll(".cell_output")].map(o => text(o, "mjx-container, script, style")),
     tables: article.querySelectorAll(".cell_output table").length,
+    // tables wider than the space they are shown in: a column hidden behind a sideways scroll
+    wide_tables: [...article.querySelectorAll("table")]
+      .filter(t => t.scrollWidth > t.parentElement.clientWidth + 1)
+      .map(t => `${t.scrollWidth} px in ${t.parentElement.clientWidth}: ${t.textContent.slice(0, 40)}`),
     scripts: [...document.querySelectorAll("script[src]")].map(s => s.getAttribute("src")),
   };
 })()"""
@@ -159,6 +167,12 @@ def test_every_equation_is_typeset_and_no_raw_tex_is_left_in_the_prose(pages, no
     leftovers = [m.group(0) for m in RAW_TEX.finditer(page["prose"])]
     context = [page["prose"][max(m.start() - 40, 0) : m.end() + 40] for m in RAW_TEX.finditer(page["prose"])]
     assert not leftovers, f"TeX that MathJax did not typeset, in: {context[:3]}"
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[nb.stem for nb in NOTEBOOKS])
+def test_every_displayed_equation_and_table_fits_the_column(pages, notebook):
+    assert not pages[notebook.stem]["wide_equations"], "equations wider than the page's column"
+    assert not pages[notebook.stem]["wide_tables"], "tables wider than the page's column"
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[nb.stem for nb in NOTEBOOKS])

@@ -284,15 +284,28 @@ class _EpochState(keras.callbacks.Callback):
         value = logs[self.ckpt.monitor]
         best = self.state["best"] if self.state else None
         improved = best is None or (value < best if self.ckpt.mode == "min" else value > best)
-        directory, current = self.ckpt.directory, self.ckpt.state_dir
-        new, old = directory / "state.new", directory / "state.old"
+        new = self.ckpt.directory / "state.new"
         shutil.rmtree(new, ignore_errors=True)
         new.mkdir(parents=True)
+        self.state = {
+            "epoch": epoch + 1,
+            "monitor": self.ckpt.monitor,
+            "best": value if improved else best,
+            "best_epoch": epoch + 1 if improved else self.state["best_epoch"],
+            "complete": False,
+            "files": self._write_files(new, improved),
+            # the noise generators' states, which save_weights leaves out: the next epoch's noise
+            "unsaved": [[v.path, keras.ops.convert_to_numpy(v).tolist()] for v in _unsaved(self.model)],
+        }
+        write_text(new / "state.json", json.dumps(self.state, indent=2))
+        _fsync_dir(new)
+        self._swap_in(new)
+
+    def _write_files(self, new: Path, improved: bool) -> dict[str, str]:
+        """The weights (latest, best) and the log into ``new``, each synced; returns their SHA-256."""
         self.model.save_weights(str(new / "latest.weights.h5"))
-        if improved:
-            shutil.copyfile(new / "latest.weights.h5", new / "best.weights.h5")
-        else:
-            shutil.copyfile(current / "best.weights.h5", new / "best.weights.h5")
+        best_from = new / "latest.weights.h5" if improved else self.ckpt.state_dir / "best.weights.h5"
+        shutil.copyfile(best_from, new / "best.weights.h5")
         keys = list(dict.fromkeys(k for row in self.rows for k in row))
         with open(new / "log.csv", "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=keys, lineterminator="\n")
@@ -303,18 +316,12 @@ class _EpochState(keras.callbacks.Callback):
             with open(new / name, "rb+") as f:
                 os.fsync(f.fileno())
             files[name] = sha256sum(new / name)
-        self.state = {
-            "epoch": epoch + 1,
-            "monitor": self.ckpt.monitor,
-            "best": value if improved else best,
-            "best_epoch": epoch + 1 if improved else self.state["best_epoch"],
-            "complete": False,
-            "files": files,
-            # the noise generators' states, which save_weights leaves out: the next epoch's noise
-            "unsaved": [[v.path, keras.ops.convert_to_numpy(v).tolist()] for v in _unsaved(self.model)],
-        }
-        write_text(new / "state.json", json.dumps(self.state, indent=2))
-        _fsync_dir(new)
+        return files
+
+    def _swap_in(self, new: Path) -> None:
+        """``new`` becomes ``state/``: the old state is renamed aside first, then removed."""
+        directory, current = self.ckpt.directory, self.ckpt.state_dir
+        old = directory / "state.old"
         if current.exists():
             os.replace(current, old)
         os.replace(new, current)

@@ -201,8 +201,8 @@ __all__ += ["accuracy"]
 
 class ClassificationError(keras.callbacks.Callback):
     """After every epoch, the classifier's error (%) on held-out data, logged as ``name``; put it first in
-    ``callbacks`` so that those after it (early stopping, ``Checkpoints``, ``History``) see it. Introduced
-    in notebook 06."""
+    ``callbacks`` so that those after it (early stopping, ``Checkpoints``, ``History``) see it.
+    Introduced in notebook 06."""
 
     def __init__(self, x, y, name="val_error", batch_size=500):
         super().__init__()

@@ -103,9 +103,8 @@ def _shown(params, likelihood) -> np.ndarray:
     return expit(params) if likelihood == "bernoulli" else np.clip(params[:, 0::2], 0, 1)
 
 
-def export(run, name, model, codes, *, title, settings, labels=None, likelihood="bernoulli") -> Path:
-    """Write ``<figures>/<run>_explorer_<name>.json``: the 2-D decoder of the trained ``model``, ``codes``
-    (``(n, 2)`` posterior means), their ``labels``; ``settings`` join its identity. Notebooks 01 and 04."""
+def _checked(codes, labels):
+    """``codes`` as float32 ``(n, 2)``, ``labels`` as ``n`` integers in [0, 256) or None; else an error."""
     codes = np.asarray(codes, dtype=np.float32)
     if codes.ndim != 2 or codes.shape[1] != 2 or not np.all(np.isfinite(codes)):
         raise ValueError(
@@ -122,18 +121,29 @@ def export(run, name, model, codes, *, title, settings, labels=None, likelihood=
                 f"labels must be integers in [0, 256), one per code: shape ({len(codes)},), "
                 f"found shape {labels.shape} of {labels.dtype}"
             )
+    return codes, labels
+
+
+def _float16_error(decoder, stored, grid, codes, likelihood) -> dict:
+    """What float16 costs: the trained decoder against the stored one, on the prior's grid and the codes."""
+    z = np.concatenate([np.stack(np.meshgrid(grid, grid), -1).reshape(-1, 2), codes[:1000]])
+    z = z.astype(np.float32)
+    trained = _shown(decoder.predict(z, batch_size=500, verbose=0), likelihood)
+    error = np.abs(trained - decode(stored, z, OUTPUTS[likelihood]))
+    return {"max": float(error.max()), "mean": float(error.mean()), "codes": len(z)}
+
+
+def export(run, name, model, codes, *, title, settings, labels=None, likelihood="bernoulli") -> Path:
+    """Write ``<figures>/<run>_explorer_<name>.json``: the 2-D decoder of the trained ``model``, ``codes``
+    (``(n, 2)`` posterior means), their ``labels``; ``settings`` join its identity. Notebooks 01 and 04."""
+    codes, labels = _checked(codes, labels)
     decoder = model.decoder
     if decoder.input_shape != (None, 2):
         raise ValueError(f"the explorer walks a 2-D latent space; the decoder takes {decoder.input_shape}")
     chain = dense_chain(decoder, likelihood)
     stored = [(k.astype(np.float16), b.astype(np.float16), a) for k, b, a in chain]
-    # what float16 costs: the trained decoder against the stored one, on the prior's grid and the codes
     grid = prior_quantiles(GRID)
-    z = np.concatenate([np.stack(np.meshgrid(grid, grid), -1).reshape(-1, 2), codes[:1000]]).astype(
-        np.float32
-    )
-    trained = _shown(decoder.predict(z, batch_size=500, verbose=0), likelihood)
-    error = np.abs(trained - decode(stored, z, OUTPUTS[likelihood]))
+    error = _float16_error(decoder, stored, grid, codes, likelihood)
     weights = b"".join(k.tobytes() + b.tobytes() for k, b, _ in stored)
     identity = {**settings, "code": code_version(model), "layers": model_structure(model)}
     payload = {
@@ -150,7 +160,7 @@ def export(run, name, model, codes, *, title, settings, labels=None, likelihood=
         "labels": None if labels is None else _array(labels, np.uint8),
         "label_names": None if labels is None else [str(k) for k in range(int(labels.max()) + 1)],
         "grid": [round(float(q), 6) for q in grid],
-        "float16_error": {"max": float(error.max()), "mean": float(error.mean()), "codes": len(z)},
+        "float16_error": error,
         "provenance": {
             "notebook": run.name,
             "profile": run.profile,

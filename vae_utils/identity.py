@@ -100,42 +100,43 @@ def code_sources(*roots) -> dict[str, str]:
     pending = list(roots)
     while pending:
         obj = pending.pop()
-        if id(obj) in seen:
-            continue
-        seen[id(obj)] = obj
-        if isinstance(obj, _Setting):
-            sources[obj[0]] = repr(_canonical(obj[1]) if not isinstance(obj[1], tuple) else obj[1])
-        elif isinstance(obj, (staticmethod, classmethod)):
-            pending.append(obj.__func__)
-        elif isinstance(obj, property):
-            pending.extend(f for f in (obj.fget, obj.fset) if f is not None)
-        elif isinstance(obj, types.ModuleType):
-            if obj.__name__.split(".")[0] in own:
-                sources[obj.__name__] = _code_only(inspect.getsource(obj))
-        elif isinstance(obj, type):
-            for cls in obj.__mro__:
-                if _own(cls, own) and id(cls) not in seen:
-                    pending.append(cls)
-            if _own(obj, own):
-                sources[f"{obj.__module__}.{obj.__qualname__}"] = "class " + ",".join(
-                    f"{b.__module__}.{b.__qualname__}" for b in obj.__bases__
-                )
-                pending.extend(obj.__dict__.values())
-        elif isinstance(obj, (types.FunctionType, types.MethodType)):
-            func = getattr(obj, "__func__", obj)
-            if not _own(func, own):
-                continue
-            sources[f"{func.__module__}.{func.__qualname__}"] = _code_only(inspect.getsource(func))
-            pending.extend(_referenced(func, own))
-        elif isinstance(obj, _CONSTANT):
-            continue
-        else:  # an instance: its class, a model's layers, and functions it holds (a transform, say)
-            pending.append(type(obj))
-            if isinstance(obj, keras.layers.Layer):
-                pending.extend(type(layer) for layer in obj._flatten_layers(include_self=False))
-            held = getattr(obj, "__dict__", {}).values()
-            pending.extend(v for v in held if isinstance(v, types.FunctionType))
+        if id(obj) not in seen:
+            seen[id(obj)] = obj
+            pending.extend(_visit(obj, own, seen, sources))
     return dict(sorted(sources.items()))
+
+
+def _visit(obj, own, seen, sources) -> list:
+    """Record the source of ``obj`` in ``sources`` if it is ours; return what it reaches."""
+    if isinstance(obj, _Setting):
+        sources[obj[0]] = repr(_canonical(obj[1]) if not isinstance(obj[1], tuple) else obj[1])
+    elif isinstance(obj, (staticmethod, classmethod)):
+        return [obj.__func__]
+    elif isinstance(obj, property):
+        return [f for f in (obj.fget, obj.fset) if f is not None]
+    elif isinstance(obj, types.ModuleType):
+        if obj.__name__.split(".")[0] in own:
+            sources[obj.__name__] = _code_only(inspect.getsource(obj))
+    elif isinstance(obj, type):
+        reached = [cls for cls in obj.__mro__ if _own(cls, own) and id(cls) not in seen]
+        if _own(obj, own):
+            sources[f"{obj.__module__}.{obj.__qualname__}"] = "class " + ",".join(
+                f"{b.__module__}.{b.__qualname__}" for b in obj.__bases__
+            )
+            reached.extend(obj.__dict__.values())
+        return reached
+    elif isinstance(obj, (types.FunctionType, types.MethodType)):
+        func = getattr(obj, "__func__", obj)
+        if _own(func, own):
+            sources[f"{func.__module__}.{func.__qualname__}"] = _code_only(inspect.getsource(func))
+            return _referenced(func, own)
+    elif not isinstance(obj, _CONSTANT):  # an instance: its class, a model's layers, and
+        reached = [type(obj)]  # functions it holds (a transform, say)
+        if isinstance(obj, keras.layers.Layer):
+            reached.extend(type(layer) for layer in obj._flatten_layers(include_self=False))
+        held = getattr(obj, "__dict__", {}).values()
+        return reached + [v for v in held if isinstance(v, types.FunctionType)]
+    return []
 
 
 def _referenced(func, own) -> list:

@@ -150,6 +150,44 @@ def _terminate_as_interrupt():
         signal.signal(signal.SIGTERM, previous)
 
 
+def _target(notebook: Path, profile: str, output_dir: Path | None, tag: str | None) -> Path:
+    """Where the executed copy goes: a sweep's run and a smoke run under ``build/``, a full run over the
+    notebook itself, each in ``output_dir`` when one is given."""
+    if tag is not None:
+        return Path(output_dir or SWEEP_DIR) / f"{notebook.stem}__{tag}.ipynb"
+    if profile == "smoke":
+        return Path(output_dir or SMOKE_DIR / "notebooks") / notebook.name
+    return Path(output_dir) / notebook.name if output_dir else notebook
+
+
+def _set_kernel_defaults() -> None:
+    """Settings the kernel inherits, unless already set."""
+    # keep TensorFlow's C++ INFO and WARNING lines out of outputs
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # on a GPU, take memory as needed rather than most of it up front (JAX's and TensorFlow's default)
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
+
+
+def _run_then_publish(notebook: Path, tmp: Path, target: Path, staging: Path, profile: str, parameters):
+    """Execute ``notebook`` into ``tmp``; then, if every cell ran and showed its figures, publish ``tmp`` as
+    ``target`` with the metrics and figures staged in ``staging``."""
+    papermill.execute_notebook(
+        str(notebook),
+        str(tmp),
+        parameters=parameters or None,
+        cwd=str(notebook.parent),
+        kernel_name="python3",
+        progress_bar=sys.stderr.isatty(),
+        log_output=not sys.stderr.isatty(),
+    )
+    if profile == "full":
+        strip_executed(tmp)
+    check_figures_shown(tmp, [p.name for p in (staging / "figures").glob("*.png")])
+    check_profiles(staging, output_base(profile), profile)
+    publish(staging, output_base(profile), tmp, target, full=profile == "full")
+
+
 def execute(
     notebook: Path,
     profile: str,
@@ -165,25 +203,12 @@ def execute(
         raise FileNotFoundError(f"no notebook at {notebook}")
     if profile not in ("smoke", "full"):
         raise ValueError(f"profile must be 'smoke' or 'full', found {profile!r}")
-    parameters = dict(parameters or {})
-    if profile == "smoke":
-        parameters["SMOKE"] = True
-    # The kernel inherits this environment: keep TensorFlow's C++ INFO and WARNING lines out of outputs.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    # On a GPU, take memory as needed rather than most of it up front (JAX's and TensorFlow's default).
-    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
-    os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
+    parameters = {**(parameters or {}), **({"SMOKE": True} if profile == "smoke" else {})}
+    _set_kernel_defaults()
     started = time.perf_counter()
     label = f"{notebook.name}" + (f" [{tag}]" if tag else "")
     print(f"[{profile}] {label} ...", flush=True)
-    if tag is not None:
-        output_dir = Path(output_dir or SWEEP_DIR)
-        target = output_dir / f"{notebook.stem}__{tag}.ipynb"
-    elif profile == "smoke":
-        output_dir = Path(output_dir or SMOKE_DIR / "notebooks")
-        target = output_dir / notebook.name
-    else:
-        target = Path(output_dir) / notebook.name if output_dir else notebook
+    target = _target(notebook, profile, output_dir, tag)
     target.parent.mkdir(parents=True, exist_ok=True)
     STAGING_DIR.mkdir(parents=True, exist_ok=True)
     clear_leftovers(STAGING_DIR, target.parent)
@@ -196,20 +221,7 @@ def execute(
     os.close(fd)
     try:
         with _terminate_as_interrupt(), _kernel_environment(env):
-            papermill.execute_notebook(
-                str(notebook),
-                tmp,
-                parameters=parameters or None,
-                cwd=str(notebook.parent),
-                kernel_name="python3",
-                progress_bar=sys.stderr.isatty(),
-                log_output=not sys.stderr.isatty(),
-            )
-            if profile == "full":
-                strip_executed(Path(tmp))
-            check_figures_shown(Path(tmp), [p.name for p in (staging / "figures").glob("*.png")])
-            check_profiles(staging, output_base(profile), profile)
-            publish(staging, output_base(profile), Path(tmp), target, full=profile == "full")
+            _run_then_publish(notebook, Path(tmp), target, staging, profile, parameters)
     finally:
         Path(tmp).unlink(missing_ok=True)
         shutil.rmtree(staging, ignore_errors=True)
@@ -217,7 +229,8 @@ def execute(
     return target
 
 
-def main(argv=None) -> int:
+def _parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m vae_utils.run``."""
     parser = argparse.ArgumentParser(prog="python -m vae_utils.run", description=__doc__.split("\n")[0])
     parser.add_argument("notebooks", nargs="*", type=Path, help="notebooks to run (default: all, in order)")
     parser.add_argument(
@@ -234,6 +247,11 @@ def main(argv=None) -> int:
         metavar="NAME=V1,V2",
         help="run once per value (repeat for a grid of combinations)",
     )
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = _parser()
     args = parser.parse_args(argv)
     paths = args.notebooks or notebooks()
     if not paths:

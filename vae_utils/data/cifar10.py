@@ -207,22 +207,27 @@ def _load_cifar10(dataset: Dataset, classes=None) -> dict[str, np.ndarray]:
             return _select_classes(_read_cifar10_npz(two_class, dataset, "mirror file"), labels)
 
     if _offline():
-        (source,) = dataset.sources
-        mirror_env = _mirror_env()
-        two_class = Path(mirror_env) / _CIFAR10_TWO_CLASS_FILE if mirror_env else None
-        holds = (
-            f"; the mirror's {two_class} holds only the classes {_describe_classes(_CIFAR10_TWO_CLASSES)}"
-            if two_class is not None and two_class.is_file()
-            else ""
-        )
-        raise DataError(
-            f"dataset 'cifar10': the classes {_describe_classes(labels)} were requested, but the full set "
-            f"{dataset.filename} was not found in {_places(dataset.filename)}{holds}. VAE_OFFLINE=1 forbids "
-            f"downloading {source.url} (md5 {source.md5}). To get the full set, unset VAE_OFFLINE so that "
-            f"the tarball is downloaded and prepared into {cached}, or put a prepared {dataset.filename} in "
-            "the mirror."
-        )
+        raise _offline_error(dataset, labels, cached)
     arrays = _build_cifar10(dataset, data_dir())
     _check_arrays(arrays, dataset.arrays, f"dataset 'cifar10' as built from {dataset.sources[0].url}")
     _write_npz(cached, arrays)
     return _select_classes(arrays, labels)
+
+
+def _offline_error(dataset: Dataset, labels, cached: Path) -> DataError:
+    """Why the ``labels`` of CIFAR-10 cannot be loaded offline, and the two ways to get them."""
+    (source,) = dataset.sources
+    mirror_env = _mirror_env()
+    two_class = Path(mirror_env) / _CIFAR10_TWO_CLASS_FILE if mirror_env else None
+    holds = (
+        f"; the mirror's {two_class} holds only the classes {_describe_classes(_CIFAR10_TWO_CLASSES)}"
+        if two_class is not None and two_class.is_file()
+        else ""
+    )
+    return DataError(
+        f"dataset 'cifar10': the classes {_describe_classes(labels)} were requested, but the full set "
+        f"{dataset.filename} was not found in {_places(dataset.filename)}{holds}. VAE_OFFLINE=1 forbids "
+        f"downloading {source.url} (md5 {source.md5}). To get the full set, unset VAE_OFFLINE so that "
+        f"the tarball is downloaded and prepared into {cached}, or put a prepared {dataset.filename} in "
+        "the mirror."
+    )

@@ -168,37 +168,42 @@ def _downloaded(
     """
     if not url.startswith(("https://", "http://")):
         raise DataError(f"cannot download {name}: expected an http(s) URL, found {url!r}")
-    import pooch  # here, not at the top: it loads tqdm.auto, which warns in a notebook that never downloads
-
     _clear_stale(directory, name)
     folder = Path(tempfile.mkdtemp(prefix=f".{name}.{os.getpid()}.", suffix=".part", dir=directory))
     try:
-        fetcher = pooch.create(
-            path=folder,
-            base_url="",
-            registry={name: f"{algorithm}:{expected}" if expected else None},
-            urls={name: url},
-            retry_if_failed=RETRIES,
-        )
-        downloader = pooch.HTTPDownloader(progressbar=_progressbar(), timeout=TIMEOUT_S)
-        try:
-            path = Path(fetcher.fetch(name, downloader=downloader))
-        except ValueError as exc:  # pooch: the hash did not match on any attempt
-            found = re.search(r"but got ([0-9a-f]+)", str(exc))
-            raise DataError(
-                f"download of {url} failed its checksum {1 + RETRIES} times: expected {algorithm} "
-                f"{expected}, found {found.group(1) if found else exc}; nothing was kept"
-            ) from exc
-        except (requests.exceptions.RequestException, OSError) as exc:  # HTTP error, refused, timeout
-            raise DataError(
-                f"could not download {name} from {url} after {1 + RETRIES} attempts ({exc}); nothing was "
-                "kept. Check the connection, or put the file in the cache or the mirror (VAE_DATA_DIR, "
-                "VAE_DATA_MIRROR)"
-            ) from exc
+        path = _fetch(url, folder, name, expected, algorithm)
         os.chmod(path, 0o666 & ~umask())  # pooch's temporary files are 0600
         yield path
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _fetch(url: str, folder: Path, name: str, expected: str | None, algorithm: str) -> Path:
+    """One pooch download of ``url`` into ``folder``, its failures as a ``DataError`` saying why."""
+    import pooch  # here, not at the top: it loads tqdm.auto, which warns in a notebook that never downloads
+
+    fetcher = pooch.create(
+        path=folder,
+        base_url="",
+        registry={name: f"{algorithm}:{expected}" if expected else None},
+        urls={name: url},
+        retry_if_failed=RETRIES,
+    )
+    downloader = pooch.HTTPDownloader(progressbar=_progressbar(), timeout=TIMEOUT_S)
+    try:
+        return Path(fetcher.fetch(name, downloader=downloader))
+    except ValueError as exc:  # pooch: the hash did not match on any attempt
+        found = re.search(r"but got ([0-9a-f]+)", str(exc))
+        raise DataError(
+            f"download of {url} failed its checksum {1 + RETRIES} times: expected {algorithm} "
+            f"{expected}, found {found.group(1) if found else exc}; nothing was kept"
+        ) from exc
+    except (requests.exceptions.RequestException, OSError) as exc:  # HTTP error, refused, timeout
+        raise DataError(
+            f"could not download {name} from {url} after {1 + RETRIES} attempts ({exc}); nothing was "
+            "kept. Check the connection, or put the file in the cache or the mirror (VAE_DATA_DIR, "
+            "VAE_DATA_MIRROR)"
+        ) from exc
 
 
 def _download(url: str, target: Path, expected: str, algorithm: str = "sha256") -> None:
