@@ -31,7 +31,6 @@ Run from the repository root::
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import statistics
 import sys
@@ -45,8 +44,9 @@ from train_throughput import (  # noqa: E402
     check_args,
     child_prefix,
     forward_flops,
+    keras_imports,
     matmul_gflops,
-    peak_rss_mib,
+    print_measured,
     print_not_run,
     print_table,
     run_benchmark,
@@ -112,17 +112,14 @@ def time_steps(step, warmup: int, steps: int) -> float:
 
 
 def child_main(args) -> None:
-    backend = os.environ["KERAS_BACKEND"]
-    try:
-        import keras
-    except (ImportError, OSError) as exc:
-        print(json.dumps({"status": "skipped", "reason": f"{type(exc).__name__}: {exc}"}))
+    if not keras_imports():
         return
+    import keras
     import numpy as np
 
     nb = notebook_models()
     x = np.random.default_rng(0).random((BATCH_SIZE, 32, 32, 3), dtype=np.float32)
-    record = {"status": "ok", "backend": backend, "workload": args.workload}
+    record = {}
     if args.workload == "likelihood":
         params = np.random.default_rng(1).normal(0, 0.1, (BATCH_SIZE, 32, 32, 50)).astype("float32")
         model = likelihood_model(params)
@@ -139,8 +136,8 @@ def child_main(args) -> None:
         )
         record["flop_per_image"] = sum(forward_flops(p) for p in parts)
     step_s = time_steps(lambda: model.train_on_batch(x), args.warmup_steps, args.steps)
-    record.update(step_s=step_s, epoch_s=step_s * STEPS_PER_EPOCH, peak_rss_mib=peak_rss_mib())
-    print(json.dumps(record))
+    record.update(step_s=step_s, epoch_s=step_s * STEPS_PER_EPOCH)
+    print_measured(args.workload, record)
 
 
 def likelihood_model(batch_params):
