@@ -162,6 +162,7 @@ def test_a_model_without_its_own_likelihood_is_evaluated_as_bernoulli(tiny_vae, 
     )
 
 
+@pytest.mark.integration
 def test_the_iwae_estimate_is_the_same_on_jax_as_on_tensorflow(tiny_vae, patterns, tmp_path):
     backend = "jax"
     # the same weights and noise in a JAX process, where the estimate runs through jax.jit

@@ -95,6 +95,7 @@ def _installed_backends():
     return found
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("backend", _installed_backends())
 def test_the_same_vae_code_trains_on_every_installed_backend(backend):
     script = textwrap.dedent(

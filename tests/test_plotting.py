@@ -178,3 +178,28 @@ def test_image_grid_refuses_zero_columns():
 
     with pytest.raises(ValueError, match="n_cols must be an integer >= 1, found 0"):
         plotting.image_grid(np.zeros((3, 4, 4)), n_cols=0)
+
+
+def _drawn_levels(fig, ax, margin=3):
+    """The red values the figure's pixels take inside ``ax``, as rendered at the dpi figures are saved at."""
+    fig.set_dpi(100)
+    fig.canvas.draw()
+    rgba = np.asarray(fig.canvas.buffer_rgba())
+    box = ax.get_window_extent()
+    height = rgba.shape[0]  # display coordinates count rows from the bottom
+    rows = slice(int(height - box.y1) + margin, int(height - box.y0) - margin)
+    cols = slice(int(box.x0) + margin, int(box.x1) - margin)
+    return np.unique(rgba[rows, cols, 0])
+
+
+BOARD = (np.indices((32, 32)).sum(axis=0) % 2).astype("float32")  # black and white pixels in turn
+
+
+@pytest.mark.parametrize("scale", [0.9, 1.0, 2.3])  # a CIFAR-sized image at about 2.5, 2.8 and 7 screen
+def test_panels_show_the_images_own_pixels_not_a_smoothed_copy(scale):  # pixels per image pixel
+    # a smoothing filter (matplotlib's default below three screen pixels per image pixel) would draw greys
+    fig = plotting.image_grid(np.stack([BOARD, BOARD]), n_cols=2, scale=scale)
+    assert set(_drawn_levels(fig, fig.axes[0])) == {0, 255}
+    decode = lambda z: np.tile(BOARD.ravel(), (len(z), 1))  # noqa: E731
+    fig = plotting.latent_manifold(decode, n=3, image_shape=(32, 32), scale=scale)
+    assert set(_drawn_levels(fig, fig.axes[0])) == {0, 255}

@@ -401,6 +401,7 @@ def test_a_batch_that_is_not_a_semi_supervised_dict_is_rejected():
         model.fit(_inputs("bernoulli", n=8), epochs=1, verbose=0)
 
 
+@pytest.mark.integration
 def test_the_same_m2_code_trains_on_jax():
     pytest.importorskip("jax")
     script = textwrap.dedent(

@@ -53,8 +53,8 @@ def _as_images(images, batch_axes=1):
 
 
 def _show(ax, image):
-    """One image in one panel, without axes: grey images on a fixed [0, 1] grey scale."""
-    ax.imshow(image, cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=1)
+    """One image in one panel, without axes: grey images on a fixed [0, 1] grey scale, pixel for pixel."""
+    ax.imshow(image, cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
     ax.axis("off")
 
 
@@ -153,7 +153,7 @@ def latent_manifold(decode, n=20, image_shape=(28, 28), scale=0.5):
     h, w = image_shape[:2]
     canvas = images.transpose(0, 2, 1, 3, *range(4, images.ndim)).reshape(n * h, n * w, *image_shape[2:])
     fig, ax = plt.subplots(figsize=(scale * n, scale * n))
-    ax.imshow(canvas, cmap="gray", vmin=0, vmax=1, extent=(0, n, 0, n))
+    ax.imshow(canvas, cmap="gray", vmin=0, vmax=1, extent=(0, n, 0, n), interpolation="nearest")
     ticks = np.arange(n) + 0.5
     ax.set_xticks(ticks[::4], [f"{q:.1f}" for q in quantiles[::4]])
     ax.set_yticks(ticks[::4], [f"{q:.1f}" for q in quantiles[::4]])
