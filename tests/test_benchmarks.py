@@ -86,7 +86,7 @@ def test_the_m2_benchmark_counts_the_papers_flops_and_prints_before_after_and_fl
     # q(y|x) on 1 + 499 images; q(z|x,y) and p(z1|y,z2) on 1 + 4,990 (image, class) pairs
     expected = 500 * (20 * 300 + 300 * 10) + 4991 * (30 * 300 + 300 * 100 + 60 * 300 + 300 * 40)
     assert macs == expected
-    assert 6 * macs * 100 / 1e12 == pytest.approx(0.209, abs=0.001), "the issue's 0.21 TFLOP per epoch"
+    assert 6 * macs * 100 / 1e12 == pytest.approx(0.209, abs=0.001), "0.21 TFLOP per epoch, counted by hand"
     command = [sys.executable, str(ROOT / "benchmarks" / "m2_throughput.py"), "--backends", "jax"]
     out = _script([*command, "--workloads", "m1m2_features"], mirror)
     row = re.search(
