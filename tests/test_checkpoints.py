@@ -228,6 +228,12 @@ def _weights_after(tmp_path, epochs, kill=None, monkeypatch=None):
     return model, ckpt, json.loads((ckpt.state_dir / "state.json").read_text())
 
 
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """The four-epoch training that every killed one must resume to, trained once."""
+    return _weights_after(tmp_path_factory.mktemp("whole"), 4)
+
+
 @pytest.mark.parametrize(
     "kill",
     [
@@ -239,9 +245,9 @@ def _weights_after(tmp_path, epochs, kill=None, monkeypatch=None):
     ids=["while writing", "between the renames", "after the renames", "first epoch"],
 )
 def test_a_training_killed_anywhere_in_a_write_resumes_to_the_weights_of_an_uninterrupted_one(
-    tmp_path, monkeypatch, kill
+    tmp_path, monkeypatch, kill, uninterrupted
 ):
-    whole, whole_ckpt, _ = _weights_after(tmp_path / "whole", 4)
+    whole, whole_ckpt, _ = uninterrupted
     resumed, ckpt, state = _weights_after(tmp_path / "killed", 4, kill=kill, monkeypatch=monkeypatch)
     assert int(resumed.optimizer.iterations.numpy()) == int(whole.optimizer.iterations.numpy())
     assert ckpt.resumed_after_epoch in (1, 2, 3) and state["epoch"] == 4
