@@ -8,7 +8,7 @@ hardware and versions they were measured on, so that they can be quoted:
     ``data.labelled_split(y, N, seed=0)``, a fresh stochastic binarisation at every draw.
 ``m1m2_features``
     The same objective on ``--feature-dim`` continuous features (``likelihood="gaussian"``, a fresh
-    ``z1 ~ q(z1|x)`` at every draw through ``m2.sample_gaussian``), the stacked M1+M2. The features are
+    ``z1 ~ q(z1|x)`` at every draw through ``data.sample_gaussian``), the stacked M1+M2. The features are
     random numbers of the width of M1's active dimensions, not the codes of a trained M1: the cost of a
     step does not depend on the values. Training M1 and encoding the images are not part of the figure.
 
@@ -128,7 +128,7 @@ def semi_supervised_batches(workload: str, n_labelled: int, feature_dim: int):
         transform = None
     else:
         x = np.random.default_rng(0).standard_normal((TRAIN_IMAGES, 2 * feature_dim), dtype=np.float32)
-        shape, likelihood, transform = (feature_dim,), "gaussian", m2.sample_gaussian
+        shape, likelihood, transform = (feature_dim,), "gaussian", data.sample_gaussian
     hidden = settings["hidden"]
     model = m2.SemiSupervisedVAE(
         m2.classifier(shape, N_CLASSES, hidden=hidden),
@@ -140,7 +140,7 @@ def semi_supervised_batches(workload: str, n_labelled: int, feature_dim: int):
         seed=0,
         likelihood=likelihood,
     )
-    batches = m2.SemiSupervisedBatches(
+    batches = data.SemiSupervisedBatches(
         x[labelled],
         y[labelled],
         x[unlabelled],

@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 
-from vae_utils import evaluate, m2, models, repro, run
+from vae_utils import data, evaluate, m2, models, repro, run
 
 K, SHAPE = 3, (4, 4)
 
@@ -42,7 +42,7 @@ def _setup(seed=0):
     rng = np.random.default_rng(seed)
     x = rng.random((60, *SHAPE)).astype("float32")
     y = np.arange(60) % K
-    batches = m2.SemiSupervisedBatches(x[:9], y[:9], x[9:], 3, 10, seed=seed, n_classes=K)
+    batches = data.SemiSupervisedBatches(x[:9], y[:9], x[9:], 3, 10, seed=seed, n_classes=K)
     return model, batches, evaluate.ClassificationError(x[:30], y[:30])
 
 
@@ -104,32 +104,32 @@ def test_finish_without_best_weights_says_what_is_missing(tmp_path):
 
 def test_sample_gaussian_draws_around_the_mean_with_the_given_spread():
     stats = np.concatenate([np.full((20_000, 2), 3.0), np.log(np.full((20_000, 2), 4.0))], axis=1)
-    z = m2.sample_gaussian(stats, np.random.default_rng(0))
+    z = data.sample_gaussian(stats, np.random.default_rng(0))
     assert z.shape == (20_000, 2) and z.dtype == np.float32
     np.testing.assert_allclose(z.mean(axis=0), 3.0, atol=0.05)
     np.testing.assert_allclose(z.std(axis=0), 2.0, atol=0.05)  # exp(0.5 * log 4)
     with pytest.raises(ValueError, match="even last dimension"):
-        m2.sample_gaussian(np.zeros((4, 3)), np.random.default_rng(0))
+        data.sample_gaussian(np.zeros((4, 3)), np.random.default_rng(0))
 
 
 def test_batches_apply_a_transform_to_every_draw_and_depend_only_on_seed_epoch_and_index():
     stats = np.concatenate([np.zeros((40, 2)), np.zeros((40, 2))], axis=1).astype("float32")
     y = np.arange(10) % 2
-    batches = m2.SemiSupervisedBatches(
-        stats[:10], y, stats[10:], 5, 10, seed=0, n_classes=2, transform=m2.sample_gaussian
+    batches = data.SemiSupervisedBatches(
+        stats[:10], y, stats[10:], 5, 10, seed=0, n_classes=2, transform=data.sample_gaussian
     )
     first, again = batches[0]["x_unlabelled"], batches[1]["x_unlabelled"]
     assert first.shape == (10, 2) and not np.allclose(first, again), "each draw must be a fresh sample"
     np.testing.assert_array_equal(first, batches[0]["x_unlabelled"])
     batches.on_epoch_end()
     assert not np.allclose(first, batches[0]["x_unlabelled"]), "a new epoch draws anew"
-    resumed = m2.SemiSupervisedBatches(
-        stats[:10], y, stats[10:], 5, 10, seed=0, n_classes=2, transform=m2.sample_gaussian
+    resumed = data.SemiSupervisedBatches(
+        stats[:10], y, stats[10:], 5, 10, seed=0, n_classes=2, transform=data.sample_gaussian
     )
     resumed.epoch = 1
     np.testing.assert_array_equal(resumed[1]["x_unlabelled"], batches[1]["x_unlabelled"])
     with pytest.raises(TypeError, match="transform must be a function"):
-        m2.SemiSupervisedBatches(stats[:10], y, stats[10:], 5, 10, seed=0, transform="gaussian")
+        data.SemiSupervisedBatches(stats[:10], y, stats[10:], 5, 10, seed=0, transform="gaussian")
 
 
 def test_a_complete_run_loads_into_a_fresh_vae_without_training(tmp_path):
@@ -228,6 +228,12 @@ def _weights_after(tmp_path, epochs, kill=None, monkeypatch=None):
     return model, ckpt, json.loads((ckpt.state_dir / "state.json").read_text())
 
 
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """The four-epoch training that every killed one must resume to, trained once."""
+    return _weights_after(tmp_path_factory.mktemp("whole"), 4)
+
+
 @pytest.mark.parametrize(
     "kill",
     [
@@ -239,9 +245,9 @@ def _weights_after(tmp_path, epochs, kill=None, monkeypatch=None):
     ids=["while writing", "between the renames", "after the renames", "first epoch"],
 )
 def test_a_training_killed_anywhere_in_a_write_resumes_to_the_weights_of_an_uninterrupted_one(
-    tmp_path, monkeypatch, kill
+    tmp_path, monkeypatch, kill, uninterrupted
 ):
-    whole, whole_ckpt, _ = _weights_after(tmp_path / "whole", 4)
+    whole, whole_ckpt, _ = uninterrupted
     resumed, ckpt, state = _weights_after(tmp_path / "killed", 4, kill=kill, monkeypatch=monkeypatch)
     assert int(resumed.optimizer.iterations.numpy()) == int(whole.optimizer.iterations.numpy())
     assert ckpt.resumed_after_epoch in (1, 2, 3) and state["epoch"] == 4
@@ -297,16 +303,16 @@ def _notebook(tmp_path, source: str, name: str) -> dict:
 
 
 NOTEBOOK_CELL = """
-from vae_utils import m2
+from vae_utils import data
 
 
-class Batches(m2.SemiSupervisedBatches):
+class Batches(data.SemiSupervisedBatches):
     def __len__(self):
         return super().__len__()
 
 
 def scale(x, rng):
-    return m2.sample_gaussian(x, rng) * 1.0
+    return data.sample_gaussian(x, rng) * 1.0
 """
 
 
@@ -336,7 +342,7 @@ def test_editing_code_the_training_reaches_moves_the_identity(tmp_path, edit):
         "vae_utils.m2.SemiSupervisedVAE.negative_elbo_all_classes",
         "vae_utils.m2.LabelledEncoder.from_first_layer",
         "vae_utils.losses.gaussian_kl",
-        "vae_utils.m2.sample_gaussian",
+        "vae_utils.data.batches.sample_gaussian",
         "__main__.Batches.__len__",
     ):
         assert reached in same.code, f"{reached} trains the model but is not in its identity"

@@ -11,8 +11,9 @@ import keras
 import numpy as np
 import pytest
 from keras import ops
+from scipy import stats
 
-from vae_utils import models, pixel_mixture
+from vae_utils import likelihoods, m2, models, pixel_mixture
 
 
 def test_sampling_uses_the_standard_deviation_exp_half_log_var():
@@ -137,12 +138,45 @@ def test_logistic_decoders_output_a_location_and_a_log_scale_per_subpixel(builde
     )
 
 
+@pytest.mark.parametrize("likelihood", likelihoods.LIKELIHOODS)
+def test_the_vae_and_m2_build_every_likelihood_of_one_table_and_score_data_alike(likelihood):
+    shape, rng = (4, 4, 3), np.random.default_rng(0)
+    x = rng.integers(0, 2 if likelihood == "bernoulli" else 256, (2, *shape)) / (
+        1 if likelihood == "bernoulli" else 255
+    )
+    x = x.astype("float32")
+    vae = models.VAE(
+        models.dense_encoder(shape, 2, hidden=(8,)),
+        models.dense_decoder(2, shape, hidden=(8,), likelihood=likelihood),
+        likelihood=likelihood,
+    )
+    semi = m2.SemiSupervisedVAE(
+        m2.classifier(shape, 2, hidden=(8,)),
+        m2.encoder(shape, 2, 2, hidden=(8,)),
+        m2.decoder(2, 2, shape, hidden=(8,), likelihood=likelihood),
+        n_classes=2,
+        n_labelled=2,
+        n_unlabelled=4,
+        likelihood=likelihood,
+    )
+    expected = likelihoods.decoder_output_shape(shape, likelihood)
+    assert tuple(vae.decoder.output_shape[1:]) == tuple(semi.decoder.output_shape[1:]) == expected
+    params = rng.normal(size=(2, *expected)).astype("float32")
+    from_vae = ops.convert_to_numpy(vae.log_likelihood(x, params))
+    np.testing.assert_allclose(from_vae, ops.convert_to_numpy(semi.log_likelihood(x, params)), rtol=1e-6)
+    if likelihood == "gaussian":  # means, then log-variances, on the last axis
+        mean, log_var = np.split(params.astype("float64"), 2, axis=-1)
+        exact = stats.norm.logpdf(x, mean, np.exp(0.5 * log_var)).reshape(2, -1).sum(axis=1)
+        np.testing.assert_allclose(from_vae, exact, rtol=1e-5)
+    assert np.all(np.isfinite(from_vae)) and np.all(from_vae < 0)
+
+
 def test_a_logistic_decoder_needs_a_channel_axis_and_a_known_likelihood():
     with pytest.raises(ValueError, match=r"channel axis \(h, w, c\); found image shape \(28, 28\)"):
         models.dense_decoder(2, (28, 28), likelihood="logistic")
     with pytest.raises(
         ValueError,
-        match=r"likelihood must be one of \('bernoulli', 'logistic', 'logistic_mixture'\), found 'gauss'",
+        match=r"one of \('bernoulli', 'gaussian', 'logistic', 'logistic_mixture'\), found 'gauss'",
     ):
         models.VAE(models.dense_encoder((4,), 2), models.dense_decoder(2, (4,)), likelihood="gauss")
 

@@ -9,7 +9,18 @@ import pytest
 
 from vae_utils import run
 
-TEACHING_MODULES = ("models", "losses", "evaluate", "latent", "plotting", "pixel_mixture", "m2", "training")
+TEACHING_MODULES = (
+    "models",
+    "likelihoods",
+    "losses",
+    "evaluate",
+    "latent",
+    "plotting",
+    "pixel_mixture",
+    "m2",
+    "training",
+    "data.batches",
+)
 NOTE = re.compile(r"(Introduced|[Ww]ritten out) in notebook (\d\d)\b")
 
 

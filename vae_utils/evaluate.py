@@ -5,6 +5,7 @@ returning the parameters of its likelihood, and ``log_likelihood(x, params)``) a
 return NumPy values in nats. A model without ``log_likelihood``, such as the VAE written out in
 notebook 01, is taken to have a Bernoulli decoder that returns logits.
 The noise comes from a seeded NumPy generator, so an estimate is the same on every backend.
+``LabelMargin`` watches an M2 (``m2.SemiSupervisedVAE``) while it trains: how much its decoder uses the label.
 Introduced in ``notebooks/01_vae_mnist.ipynb``.
 """
 
@@ -20,7 +21,7 @@ from scipy.special import logsumexp
 from . import losses
 from .checks import positive_int
 
-__all__ = ["bits_per_dim", "elbo", "iwae_log_likelihood", "score"]
+__all__ = ["LabelMargin", "bits_per_dim", "elbo", "iwae_log_likelihood", "score"]
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -214,3 +215,39 @@ class ClassificationError(keras.callbacks.Callback):
         error = 100.0 * (1.0 - accuracy(self.model, self.x, self.y, batch_size=self.batch_size))
         if logs is not None:
             logs[self.name] = error
+
+
+class LabelMargin(keras.callbacks.Callback):
+    """Logs after every epoch how many nats the true label's bound beats the average wrong label's on
+    ``x`` (fixed noise draws); near 0, the decoder hardly uses y. Introduced in notebook 06."""
+
+    def __init__(self, x, y, name="val_label_margin", batch_size=500, seed=0):
+        super().__init__()
+        if not name.isidentifier():
+            raise ValueError(f"name must be a plain metric name such as 'val_label_margin', found {name!r}")
+        self.x = np.asarray(x, dtype="float32")
+        self.y = np.asarray(y)
+        if self.y.ndim != 1 or len(self.y) != len(self.x):
+            raise ValueError(
+                f"y must hold one integer label per example of x, found shape {self.y.shape} for "
+                f"{len(self.x)} examples"
+            )
+        self.name, self.batch_size = name, positive_int("batch_size", batch_size)
+        self.seed = seed
+
+    def on_epoch_end(self, epoch, logs=None):
+        model = self.model
+        k = model.n_classes
+        rng = np.random.default_rng(self.seed)
+        latent = model.encoder.outputs[0].shape[-1] if getattr(model.encoder, "outputs", None) else None
+        latent = latent or model.encoder.settings["latent_dim"]
+        margins = []
+        for start in range(0, len(self.x), self.batch_size):
+            x = self.x[start : start + self.batch_size]
+            eps = rng.standard_normal((len(x), k, latent), dtype=np.float32)
+            bounds = ops.convert_to_numpy(model.negative_elbo_all_classes(x, eps=eps)).astype(np.float64)
+            true = bounds[np.arange(len(x)), self.y[start : start + self.batch_size]]
+            wrong = (bounds.sum(axis=1) - true) / (k - 1)
+            margins.append(wrong - true)
+        if logs is not None:
+            logs[self.name] = float(np.mean(np.concatenate(margins)))

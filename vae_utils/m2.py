@@ -1,4 +1,4 @@
-"""M2 of Kingma, Rezende, Mohamed & Welling (2014): the semi-supervised VAE, its builders and its batches.
+"""M2 of Kingma, Rezende, Mohamed & Welling (2014): the semi-supervised VAE and its builders.
 
 The objective, as the paper's code (``learn_yz_x_ss.py``) computes it, per training example in nats, for
 ``N = N_l + N_u`` training examples and a batch of labelled and unlabelled ones::
@@ -8,12 +8,9 @@ The objective, as the paper's code (``learn_yz_x_ss.py``) computes it, per train
 ``-L(x,y) = -log p(x|y,z) + log K + KL(q(z|x,y) || N(0,I))`` with one sample of z;
 ``-U(x) = sum_y q(y|x) (-L(x,y) + log q(y|x))``, every class in one batched pass; ``log p(theta)`` a
 standard normal prior on every weight matrix (``weight_prior=True``); ``alpha = 0.1`` in the paper.
-``SemiSupervisedVAE.fit`` takes dict batches (``SEMI_SUPERVISED_KEYS``); ``call(x)`` on an array returns
-the classifier's logits.
-
-The paper's minibatches (``SemiSupervisedBatches``): ``n_minibatches`` per epoch (100 at N = 100, else
-200) of ``N_l / n_minibatches`` labelled and ``N_u / n_minibatches`` unlabelled examples; an epoch walks
-the unlabelled set once and cycles the labelled set alongside, both reshuffled every epoch.
+``SemiSupervisedVAE.fit`` takes the paper's dict batches (``data.SemiSupervisedBatches``); ``call`` returns
+the classifier's logits. Its likelihoods (``bernoulli`` for MNIST, ``gaussian`` for M1's features) come
+from the table the VAE uses (``likelihoods``).
 
 Introduced, and its objective derived term by term, in ``notebooks/06_semi_supervised_m2.ipynb``.
 """
@@ -26,46 +23,13 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from . import losses
+from . import likelihoods, losses
 from .checks import finite_number, positive_int
-from .data import binarize
-from .models import Sampling
+from .data.batches import SEMI_SUPERVISED_KEYS
+from .models import Sampling, gaussian_head
 from .training import ScannedSteps
 
-__all__ = [
-    "LIKELIHOODS",
-    "LabelMargin",
-    "LabelledEncoder",
-    "SEMI_SUPERVISED_KEYS",
-    "SemiSupervisedBatches",
-    "SemiSupervisedVAE",
-    "classifier",
-    "decoder",
-    "decoder_output_shape",
-    "encoder",
-    "sample_gaussian",
-]
-
-#: ``bernoulli``: a logit per pixel (M2 on binarised MNIST). ``gaussian``: a mean and a log-variance per
-#: dimension, concatenated on the last axis (M1+M2, where M2 models the features of M1).
-LIKELIHOODS = ("bernoulli", "gaussian")
-
-#: The keys of a training batch (as ``SemiSupervisedBatches`` yields them).
-SEMI_SUPERVISED_KEYS = ("x_labelled", "y_labelled", "x_unlabelled")
-
-
-def _check_likelihood(likelihood):
-    if likelihood not in LIKELIHOODS:
-        raise ValueError(f"likelihood must be one of {LIKELIHOODS}, found {likelihood!r}")
-
-
-def decoder_output_shape(output_shape, likelihood="bernoulli"):
-    """``output_shape`` (bernoulli); ``(..., 2d)``, means and log-variances. Introduced in notebook 06."""
-    _check_likelihood(likelihood)
-    output_shape = tuple(output_shape)
-    if likelihood == "bernoulli":
-        return output_shape
-    return (*output_shape[:-1], 2 * output_shape[-1])
+__all__ = ["LabelledEncoder", "SemiSupervisedVAE", "classifier", "decoder", "encoder"]
 
 
 def classifier(input_shape, n_classes, hidden=(500,), activation="softplus"):
@@ -100,8 +64,7 @@ class LabelledEncoder(keras.Model):
         self.y_to_hidden = layers.Dense(hidden[0], name="y_to_hidden")
         self.activation = keras.activations.get(activation)
         self.hidden_layers = [layers.Dense(units, activation=activation) for units in hidden[1:]]
-        self.z_mean = layers.Dense(latent_dim, name="z_mean")
-        self.z_log_var = layers.Dense(latent_dim, name="z_log_var")
+        self.z_mean, self.z_log_var = gaussian_head(latent_dim)
         self([np.zeros((1, *input_shape), "float32"), np.zeros((1, n_classes), "float32")])
 
     def first_layer(self, x):
@@ -139,7 +102,7 @@ def decoder(
     Introduced in notebook 06.
     """
     n_classes = positive_int("n_classes", n_classes, minimum=2)
-    out_shape = decoder_output_shape(output_shape, likelihood)
+    out_shape = likelihoods.decoder_output_shape(output_shape, likelihood)
     z = keras.Input(shape=(latent_dim,), name="z")
     y = keras.Input(shape=(n_classes,), name="y_onehot")
     h = layers.Concatenate()([z, y])
@@ -149,9 +112,17 @@ def decoder(
     return keras.Model([z, y], layers.Reshape(out_shape)(h), name="decoder")
 
 
-def _output_dim(model):
-    outputs = getattr(model, "outputs", None)
-    return outputs[0].shape[-1] if outputs else None
+def _check_networks(classifier, encoder, decoder, n_classes):
+    for name, net in (("classifier", classifier), ("encoder", encoder), ("decoder", decoder)):
+        if not isinstance(net, keras.layers.Layer):
+            raise TypeError(f"{name} must be a Keras model (m2.{name}(...)), found {type(net).__name__}")
+    outputs = getattr(classifier, "outputs", None)
+    found = outputs[0].shape[-1] if outputs else None
+    if found is not None and found != n_classes:
+        raise ValueError(
+            f"the classifier must output logits over n_classes={n_classes} classes, "
+            f"found an output of last dimension {found}"
+        )
 
 
 @keras.saving.register_keras_serializable(package="vae_utils")
@@ -174,26 +145,15 @@ class SemiSupervisedVAE(ScannedSteps, keras.Model):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        _check_likelihood(likelihood)
-        for name, net in (("classifier", classifier), ("encoder", encoder), ("decoder", decoder)):
-            if not isinstance(net, keras.layers.Layer):
-                raise TypeError(f"{name} must be a Keras model (m2.{name}(...)), found {type(net).__name__}")
+        likelihoods.check_likelihood(likelihood)
         self.n_classes = positive_int("n_classes", n_classes, minimum=2)
-        found = _output_dim(classifier)
-        if found is not None and found != self.n_classes:
-            raise ValueError(
-                f"the classifier must output logits over n_classes={self.n_classes} classes, "
-                f"found an output of last dimension {found}"
-            )
+        _check_networks(classifier, encoder, decoder, self.n_classes)
         self.n_labelled = positive_int("n_labelled", n_labelled)
         self.n_unlabelled = positive_int("n_unlabelled", n_unlabelled)
         self.alpha = finite_number("alpha", alpha, minimum=0.0)
         self.weight_prior = bool(weight_prior)
-        self.classifier = classifier
-        self.encoder = encoder
-        self.decoder = decoder
-        self.likelihood = likelihood
-        self.sampling = Sampling(seed=seed)
+        self.classifier, self.encoder, self.decoder = classifier, encoder, decoder
+        self.likelihood, self.sampling = likelihood, Sampling(seed=seed)
         self.labelled_tracker = keras.metrics.Mean(name="labelled_loss")
         self.unlabelled_tracker = keras.metrics.Mean(name="unlabelled_loss")
         self.classification_tracker = keras.metrics.Mean(name="classification_loss")
@@ -206,10 +166,7 @@ class SemiSupervisedVAE(ScannedSteps, keras.Model):
 
     def log_likelihood(self, x, params):
         """log p(x|y,z) per example, from the decoder's output ``params``."""
-        if self.likelihood == "bernoulli":
-            return losses.bernoulli_log_likelihood(x, params)
-        mean, log_var = ops.split(params, 2, axis=-1)
-        return losses.gaussian_log_likelihood(x, mean, log_var)
+        return likelihoods.log_likelihood(x, params, self.likelihood)
 
     def _one_hot(self, y):
         if len(y.shape) == 2:
@@ -355,143 +312,3 @@ class SemiSupervisedVAE(ScannedSteps, keras.Model):
         for key in ("classifier", "encoder", "decoder"):
             config[key] = keras.saving.deserialize_keras_object(config[key])
         return cls(**config)
-
-
-def sample_gaussian(stats: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A draw ``mean + exp(0.5 log_var) eps`` per row of ``[mean, log_var]``. Introduced in notebook 06."""
-    stats = np.asarray(stats, dtype=np.float32)
-    if stats.ndim < 1 or stats.shape[-1] % 2:
-        raise ValueError(
-            "stats must hold means and log-variances side by side (an even last dimension), "
-            f"found shape {stats.shape}"
-        )
-    mean, log_var = np.split(stats, 2, axis=-1)
-    return mean + np.exp(0.5 * log_var) * rng.standard_normal(mean.shape, dtype=np.float32)
-
-
-class SemiSupervisedBatches(keras.utils.PyDataset):
-    """The paper's minibatches of ``labelled_batch`` labelled and ``unlabelled_batch`` unlabelled
-    examples, each draw through ``transform``, an epoch's batches fixed by ``seed`` and ``epoch``.
-    Introduced in notebook 06."""
-
-    def __init__(
-        self,
-        x_labelled: np.ndarray,
-        y_labelled: np.ndarray,
-        x_unlabelled: np.ndarray,
-        labelled_batch: int,
-        unlabelled_batch: int,
-        seed: int,
-        n_classes: int = 10,
-        transform=binarize,
-        **kwargs,
-    ):
-        super().__init__(**kwargs)
-        if transform is not None and not callable(transform):
-            raise TypeError(f"transform must be a function transform(x, rng) or None, found {transform!r}")
-        x_labelled, x_unlabelled = np.asarray(x_labelled), np.asarray(x_unlabelled)
-        y_labelled = np.asarray(y_labelled)
-        self.labelled_batch = positive_int("labelled_batch", labelled_batch)
-        self.unlabelled_batch = positive_int("unlabelled_batch", unlabelled_batch)
-        self.n_classes = positive_int("n_classes", n_classes)
-        if y_labelled.ndim != 1 or not np.issubdtype(y_labelled.dtype, np.integer):
-            raise ValueError(
-                "y_labelled must be integer class labels of shape (n,), found "
-                f"{y_labelled.dtype} of shape {y_labelled.shape}"
-            )
-        if len(x_labelled) != len(y_labelled):
-            raise ValueError(
-                f"x_labelled and y_labelled must have the same length, found {len(x_labelled)} examples "
-                f"and {len(y_labelled)} labels"
-            )
-        if len(x_labelled) == 0:
-            raise ValueError("x_labelled must hold at least one example, found none")
-        if y_labelled.min() < 0 or y_labelled.max() >= n_classes:
-            raise ValueError(
-                f"y_labelled must lie in [0, n_classes={n_classes}), found labels in "
-                f"[{y_labelled.min()}, {y_labelled.max()}]"
-            )
-        if x_labelled.shape[1:] != x_unlabelled.shape[1:]:
-            raise ValueError(
-                "labelled and unlabelled examples must have the same shape, found "
-                f"{x_labelled.shape[1:]} and {x_unlabelled.shape[1:]}"
-            )
-        if len(x_unlabelled) < unlabelled_batch:
-            raise ValueError(
-                f"unlabelled_batch={unlabelled_batch} is larger than the {len(x_unlabelled)} "
-                "unlabelled examples"
-            )
-        self.x_labelled, self.y_labelled, self.x_unlabelled = x_labelled, y_labelled, x_unlabelled
-        self.transform = transform
-        self.seed = seed
-        self.epoch = 0
-
-    def __len__(self) -> int:
-        return len(self.x_unlabelled) // self.unlabelled_batch
-
-    def _images(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        if self.transform is None:
-            return x.astype(np.float32, copy=False)
-        return np.asarray(self.transform(x, rng), dtype=np.float32)
-
-    def _orders(self) -> tuple[np.ndarray, np.ndarray]:
-        """This epoch's orders of the unlabelled and (cycled) labelled examples."""
-        if getattr(self, "_orders_epoch", None) != self.epoch:
-            rng = np.random.default_rng((self.seed, self.epoch))
-            unlabelled = rng.permutation(len(self.x_unlabelled))
-            cycles = -(-len(self) * self.labelled_batch // len(self.x_labelled))  # ceil
-            labelled = np.concatenate([rng.permutation(len(self.x_labelled)) for _ in range(cycles)])
-            self._cached_orders, self._orders_epoch = (unlabelled, labelled), self.epoch
-        return self._cached_orders
-
-    def __getitem__(self, index: int) -> dict[str, np.ndarray]:
-        if not 0 <= index < len(self):
-            raise IndexError(f"batch index {index} out of range for {len(self)} batches")
-        unlabelled_order, labelled_order = self._orders()
-        labelled = labelled_order[index * self.labelled_batch : (index + 1) * self.labelled_batch]
-        unlabelled = unlabelled_order[index * self.unlabelled_batch : (index + 1) * self.unlabelled_batch]
-        rng = np.random.default_rng((self.seed, self.epoch, index))
-        return {
-            "x_labelled": self._images(self.x_labelled[labelled], rng),
-            "y_labelled": np.eye(self.n_classes, dtype=np.float32)[self.y_labelled[labelled]],
-            "x_unlabelled": self._images(self.x_unlabelled[unlabelled], rng),
-        }
-
-    def on_epoch_end(self) -> None:
-        self.epoch += 1
-
-
-class LabelMargin(keras.callbacks.Callback):
-    """Logs after every epoch how many nats the true label's bound beats the average wrong label's on
-    ``x`` (fixed noise draws); near 0, the decoder hardly uses y. Introduced in notebook 06."""
-
-    def __init__(self, x, y, name="val_label_margin", batch_size=500, seed=0):
-        super().__init__()
-        if not name.isidentifier():
-            raise ValueError(f"name must be a plain metric name such as 'val_label_margin', found {name!r}")
-        self.x = np.asarray(x, dtype="float32")
-        self.y = np.asarray(y)
-        if self.y.ndim != 1 or len(self.y) != len(self.x):
-            raise ValueError(
-                f"y must hold one integer label per example of x, found shape {self.y.shape} for "
-                f"{len(self.x)} examples"
-            )
-        self.name, self.batch_size = name, positive_int("batch_size", batch_size)
-        self.seed = seed
-
-    def on_epoch_end(self, epoch, logs=None):
-        model = self.model
-        k = model.n_classes
-        rng = np.random.default_rng(self.seed)
-        latent = model.encoder.outputs[0].shape[-1] if getattr(model.encoder, "outputs", None) else None
-        latent = latent or model.encoder.settings["latent_dim"]
-        margins = []
-        for start in range(0, len(self.x), self.batch_size):
-            x = self.x[start : start + self.batch_size]
-            eps = rng.standard_normal((len(x), k, latent), dtype=np.float32)
-            bounds = ops.convert_to_numpy(model.negative_elbo_all_classes(x, eps=eps)).astype(np.float64)
-            true = bounds[np.arange(len(x)), self.y[start : start + self.batch_size]]
-            wrong = (bounds.sum(axis=1) - true) / (k - 1)
-            margins.append(wrong - true)
-        if logs is not None:
-            logs[self.name] = float(np.mean(np.concatenate(margins)))

@@ -13,7 +13,8 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from . import losses, pixel_mixture
+from . import likelihoods, losses, pixel_mixture
+from .likelihoods import MIXTURE_COMPONENTS, decoder_output_shape
 from .training import ScannedSteps
 
 
@@ -26,54 +27,15 @@ def _not_a_retracing_notice(record: logging.LogRecord) -> bool:
 
 logging.getLogger("tensorflow").addFilter(_not_a_retracing_notice)
 
-#: The decoder likelihoods the VAE knows, and what the decoder outputs for each.
-#: ``bernoulli``: one logit per pixel, for binary images (MNIST, notebook 01).
-#: ``logistic``: a location and a log-scale per sub-pixel, for 8-bit images scaled to [0, 1] (a
-#: discretised logistic, a proper probability mass over the 256 grey levels; notebook 02).
-#: ``logistic_mixture``: PixelCNN++'s mixture of discretised logistics per RGB pixel, green and blue
-#: coupled to red and green (``pixel_mixture``; 10 numbers per component; notebook 03).
-LIKELIHOODS = ("bernoulli", "logistic", "logistic_mixture")
-MIXTURE_COMPONENTS = 10  # PixelCNN++'s number of logistics per pixel
-
-
-def _check_likelihood(likelihood):
-    if likelihood not in LIKELIHOODS:
-        raise ValueError(f"likelihood must be one of {LIKELIHOODS}, found {likelihood!r}")
-
-
-def decoder_output_shape(image_shape, likelihood="bernoulli", components=MIXTURE_COMPONENTS):
-    """The decoder's output shape for images of ``image_shape``: the image's own for ``bernoulli``,
-    ``(h, w, 2c)`` for ``logistic`` (locations, log-scales), ``(h, w, 10 components)`` for
-    ``logistic_mixture``. Introduced in notebook 02."""
-    _check_likelihood(likelihood)
-    image_shape = tuple(image_shape)
-    if likelihood == "bernoulli":
-        return image_shape
-    if len(image_shape) != 3:
-        raise ValueError(
-            "a discretised logistic decoder needs images with a channel axis (h, w, c); "
-            f"found image shape {image_shape} (add one with x[..., None])"
-        )
-    if likelihood == "logistic":
-        return (*image_shape[:2], 2 * image_shape[2])
-    if image_shape[2] != pixel_mixture.CHANNELS:
-        raise ValueError(
-            f"a logistic_mixture decoder models RGB images (h, w, 3); found image shape {image_shape}"
-        )
-    return (*image_shape[:2], pixel_mixture.num_params(components))
-
-
 __all__ = [
     "INITIAL_LOG_SCALE",
-    "LIKELIHOODS",
-    "MIXTURE_COMPONENTS",
     "Sampling",
     "VAE",
     "conv_decoder",
     "conv_encoder",
     "dense_decoder",
-    "decoder_output_shape",
     "dense_encoder",
+    "gaussian_head",
     "init_log_scales",
 ]
 
@@ -97,10 +59,10 @@ class Sampling(layers.Layer):
         return {**super().get_config(), "seed": self.seed}
 
 
-def _gaussian_head(h, latent_dim):
-    z_mean = layers.Dense(latent_dim, name="z_mean")(h)
-    z_log_var = layers.Dense(latent_dim, name="z_log_var")(h)
-    return z_mean, z_log_var
+def gaussian_head(latent_dim):
+    """The two dense layers from features to a diagonal Gaussian's ``[z_mean, z_log_var]``, shared by
+    every encoder of the package (M2's too). Introduced in notebook 01."""
+    return layers.Dense(latent_dim, name="z_mean"), layers.Dense(latent_dim, name="z_log_var")
 
 
 #: The decoder's initial log-scale of every sub-pixel under a logistic likelihood: scales of exp(-3) = 0.05,
@@ -112,7 +74,7 @@ INITIAL_LOG_SCALE = -3.0
 def init_log_scales(decoder, likelihood):
     """Set the bias of every log-scale output of ``decoder`` (last layer ``logits``) to
     ``INITIAL_LOG_SCALE``; return ``decoder``. Introduced in notebook 03."""
-    if likelihood == "bernoulli":
+    if likelihood in ("bernoulli", "gaussian"):
         return decoder
     out = decoder.get_layer("logits")
     bias = ops.convert_to_numpy(out.bias).copy()
@@ -135,7 +97,7 @@ def dense_encoder(input_shape, latent_dim, hidden=(500, 500), activation="softpl
     h = layers.Flatten()(x)
     for units in hidden:
         h = layers.Dense(units, activation=activation)(h)
-    return keras.Model(x, list(_gaussian_head(h, latent_dim)), name="encoder")
+    return keras.Model(x, [head(h) for head in gaussian_head(latent_dim)], name="encoder")
 
 
 def dense_decoder(latent_dim, output_shape, hidden=(500, 500), activation="softplus", likelihood="bernoulli"):
@@ -160,7 +122,7 @@ def conv_encoder(input_shape, latent_dim, filters=(32, 64), dense_units=256):
     for n in filters:
         h = layers.Conv2D(n, 3, strides=2, padding="same", activation="relu")(h)
     h = layers.Dense(dense_units, activation="relu")(layers.Flatten()(h))
-    return keras.Model(x, list(_gaussian_head(h, latent_dim)), name="encoder")
+    return keras.Model(x, [head(h) for head in gaussian_head(latent_dim)], name="encoder")
 
 
 def conv_decoder(
@@ -206,18 +168,8 @@ def _check_pair(encoder, decoder, likelihood):
             f"the encoder outputs {latent}-D codes but the decoder takes {z_dim}-D codes: build both with "
             "the same latent_dim"
         )
-    if likelihood == "bernoulli":
-        expected = x_shape
-    elif likelihood == "logistic_mixture":
-        components = max(out_shape[-1] // pixel_mixture.num_params(1), 1)
-        expected = decoder_output_shape(x_shape, likelihood, components)
-    else:
-        expected = decoder_output_shape(x_shape if len(x_shape) == 3 else (*x_shape, 1), likelihood)
-        if len(x_shape) != 3:
-            raise ValueError(
-                f"a {likelihood} decoder needs images with a channel axis (h, w, c); "
-                f"the encoder takes {x_shape}"
-            )
+    components = max(out_shape[-1] // pixel_mixture.num_params(1), 1)
+    expected = decoder_output_shape(x_shape, likelihood, components)
     if math.prod(out_shape) != math.prod(expected):  # (28, 28, 1) and (28, 28) hold the same pixels
         raise ValueError(
             f"for {likelihood} images of shape {x_shape} the decoder must output {tuple(expected)} "
@@ -227,13 +179,13 @@ def _check_pair(encoder, decoder, likelihood):
 
 @keras.saving.register_keras_serializable(package="vae_utils")
 class VAE(ScannedSteps, keras.Model):
-    """A VAE: Gaussian posterior, N(0, I) prior, a decoder for ``likelihood`` (one of ``LIKELIHOODS``);
+    """A VAE: Gaussian posterior, N(0, I) prior, a decoder for ``likelihood`` (``likelihoods``);
     ``compute_loss`` is the negative ELBO with its ``reconstruction`` and ``kl`` parts tracked, so
     ``model.fit(x)`` needs no labels. Written out in notebook 01."""
 
     def __init__(self, encoder, decoder, seed=None, likelihood="bernoulli", **kwargs):
         super().__init__(**kwargs)
-        _check_likelihood(likelihood)
+        likelihoods.check_likelihood(likelihood)
         _check_pair(encoder, decoder, likelihood)
         self.encoder = encoder
         self.decoder = decoder
@@ -251,23 +203,11 @@ class VAE(ScannedSteps, keras.Model):
 
     def log_likelihood(self, x, params):
         """log p(x|z) per example, from the decoder's output ``params`` for codes z."""
-        if self.likelihood == "bernoulli":
-            return losses.bernoulli_log_likelihood(x, params)
-        if self.likelihood == "logistic_mixture":
-            return pixel_mixture.log_likelihood(x, params)
-        loc, log_scale = ops.split(params, 2, axis=-1)
-        return losses.discretized_logistic_log_likelihood(x, loc, log_scale)
+        return likelihoods.log_likelihood(x, params, self.likelihood)
 
     def mean_image(self, params):
-        """An image in [0, 1] to show for the decoder's output: the pixel probabilities of a
-        Bernoulli decoder, the (clipped) locations of a logistic one, which is each sub-pixel's mode, and
-        ``pixel_mixture.mean_image`` for a mixture."""
-        if self.likelihood == "bernoulli":
-            return ops.sigmoid(params)
-        if self.likelihood == "logistic_mixture":
-            return pixel_mixture.mean_image(ops.convert_to_numpy(params))
-        loc, _ = ops.split(params, 2, axis=-1)
-        return ops.clip(loc, 0.0, 1.0)
+        """The image to show for the decoder's output (``likelihoods.shown_image``)."""
+        return likelihoods.shown_image(params, self.likelihood)
 
     def decode(self, z, batch_size=500):
         """Decode codes ``z`` (NumPy, ``(n, latent_dim)``) to images in [0, 1] (NumPy)."""

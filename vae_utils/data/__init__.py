@@ -17,13 +17,21 @@ dtypes). A failure at any step leaves nothing in the cache.
 
 Modules: ``base`` (registry entries, array checks), ``files`` (cache, mirror, checksums, downloads),
 ``svhn``, ``cifar10``, ``faces`` (one per source family), ``registry`` (``DATASETS``, ``load``) and
-``batches`` (binarisation, label splits, training batches).
+``batches`` (binarisation, label splits, training batches, M2's mixed batches).
 
 Introduced in ``notebooks/01_vae_mnist.ipynb``.
 """
 
 from .base import ArraySpec, DataError, Dataset, Source
-from .batches import BinarizedBatches, ShuffledBatches, binarize, labelled_split
+from .batches import (
+    SEMI_SUPERVISED_KEYS,
+    BinarizedBatches,
+    SemiSupervisedBatches,
+    ShuffledBatches,
+    binarize,
+    labelled_split,
+    sample_gaussian,
+)
 from .cifar10 import CIFAR10_LABEL_NAMES
 from .files import data_dir, sha256sum
 from .registry import DATASETS, load
@@ -32,8 +40,10 @@ from .svhn import read_svhn_mat, write_svhn_mat
 __all__ = [
     "CIFAR10_LABEL_NAMES",
     "DATASETS",
+    "SEMI_SUPERVISED_KEYS",
     "ArraySpec",
     "BinarizedBatches",
+    "SemiSupervisedBatches",
     "ShuffledBatches",
     "DataError",
     "Dataset",
@@ -43,6 +53,7 @@ __all__ = [
     "labelled_split",
     "load",
     "read_svhn_mat",
+    "sample_gaussian",
     "sha256sum",
     "write_svhn_mat",
 ]
