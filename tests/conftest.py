@@ -113,9 +113,16 @@ class FileServer:
 
 
 @pytest.fixture
-def http_files(tmp_path):
-    """A file server on 127.0.0.1 serving ``tmp_path``: the machines that run the tests have no internet."""
+def http_files(tmp_path, monkeypatch):
+    """A file server on 127.0.0.1 serving ``tmp_path``: the machines that run the tests have no internet.
+    pooch's back-off between attempts is recorded in ``waits`` (seconds) instead of slept."""
+    import types
+
+    import pooch.core
+
     server = FileServer(tmp_path)
+    server.waits = []
+    monkeypatch.setattr(pooch.core, "time", types.SimpleNamespace(sleep=server.waits.append))
     yield server
     server.close()
 

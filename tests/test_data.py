@@ -189,6 +189,7 @@ def test_a_download_that_fails_twice_with_503_succeeds_on_the_third_attempt(
     monkeypatch.setenv("VAE_OFFLINE", "0")
     np.testing.assert_array_equal(data.load("toy")["y_train"], np.arange(6))
     assert http_files.requests == ["/source/toy.npz"] * 3
+    assert http_files.waits == [1, 2]  # pooch's back-off, as files.RETRIES says
     assert sorted(p.name for p in isolated.iterdir()) == ["toy.npz"]
 
 
