@@ -209,6 +209,20 @@ def test_consecutive_prints_are_merged_into_one_output_per_stream():
     assert [(o.name, o.text) for o in merged] == [("stdout", "a\nb\n"), ("stderr", "w\n"), ("stdout", "c\n")]
 
 
+def test_the_runtimes_uninitialised_log_leaves_stderr_and_its_warnings_stay():
+    notice = "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
+    info = "I0000 00:00:1796329983.328391    4232 port.cc:153] oneDNN custom operations are on.\n"
+    warning = "W0000 00:00:1796329983.328391    4232 cpu.cc:12] a real warning\n"
+    outputs = [nbformat.v4.new_output("stream", name="stderr", text=notice + info)]
+    outputs += [nbformat.v4.new_output("stream", name="stdout", text="printed\n" + info)]
+    outputs += [nbformat.v4.new_output("stream", name="stderr", text=info + warning + "Traceback\n")]
+    kept = publish.drop_runtime_log(outputs)
+    assert [(o.name, o.text) for o in kept] == [
+        ("stdout", "printed\n" + info),  # only stderr is the runtime's
+        ("stderr", warning + "Traceback\n"),
+    ]
+
+
 @pytest.mark.notebook
 def test_every_run_of_a_sweep_saves_its_own_results_file(tmp_path, published):
     source = write_notebook(tmp_path / "01_demo.ipynb", SAVES)

@@ -21,6 +21,7 @@ __all__ = [
     "check_figures_shown",
     "check_profiles",
     "clear_leftovers",
+    "drop_runtime_log",
     "merge_streams",
     "publish",
     "strip_executed",
@@ -42,11 +43,34 @@ def strip_executed(path: Path) -> None:
             del cell.metadata["tags"]
         if cell.cell_type == "code":
             cell.execution_count = None
-            cell.outputs = merge_streams(cell.outputs)
+            cell.outputs = drop_runtime_log(merge_streams(cell.outputs))
             for output in cell.outputs:
                 if "execution_count" in output:
                     output.execution_count = None
     nbformat.write(nb, path)
+
+
+#: What the C++ runtime (TensorFlow, XLA) writes to stderr before its logging is initialised, when no log
+#: level applies yet (absl ignores TF_CPP_MIN_LOG_LEVEL there): the notice and the INFO lines that follow it.
+RUNTIME_LOG = re.compile(
+    r"^(WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
+    r"|I\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [\w.-]+:\d+\] .*"
+    r"|To enable the following instructions: .* rebuild TensorFlow with the appropriate compiler flags\.)\n?",
+    re.M,
+)
+
+
+def drop_runtime_log(outputs: list) -> list:
+    """Remove the runtime's uninitialised-log notice and INFO lines from stderr outputs (warnings and
+    errors stay), and the stderr outputs left empty."""
+    kept = []
+    for output in outputs:
+        if output.output_type == "stream" and output.name == "stderr":
+            output.text = RUNTIME_LOG.sub("", output.text)
+            if not output.text.strip():
+                continue
+        kept.append(output)
+    return kept
 
 
 def merge_streams(outputs: list) -> list:
