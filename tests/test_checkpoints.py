@@ -153,6 +153,42 @@ def test_a_complete_run_loads_into_a_fresh_vae_without_training(tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
+class BuiltOnCall(keras.Model):
+    """A VAE-like subclass that makes its layers' variables at its first call, as notebook 01's VAE does."""
+
+    def __init__(self):
+        super().__init__()
+        self.dense = keras.layers.Dense(3)
+
+    def call(self, x):
+        return self.dense(x)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        return keras.ops.mean((y_pred - 1.0) ** 2)
+
+
+def test_a_finished_training_of_a_model_built_at_its_first_call_loads_into_a_fresh_one(tmp_path):
+    from vae_utils import training
+
+    batches = data.ShuffledBatches(np.random.default_rng(0).random((40, 5)).astype("float32"), 10, seed=0)
+
+    def fit(model):
+        ckpt = repro.Checkpoints(tmp_path, {"model": "built on call"}, monitor="loss")
+        training.fit(model, batches, epochs=2, optimizer=keras.optimizers.Adam(1e-2), checkpoints=ckpt)
+        return ckpt
+
+    keras.utils.set_random_seed(0)
+    trained, fresh = BuiltOnCall(), BuiltOnCall()
+    fit(trained)
+    ckpt = fit(fresh)  # never called on data before: finish builds it from the batches, then loads
+    assert ckpt.status == "loaded a finished training"
+    for a, b in zip(trained.get_weights(), fresh.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    ckpt.data = None  # as if no batches had been given to callbacks(): nothing to build it with
+    with pytest.raises(ValueError, match=r"BuiltOnCall is not built, so the weights in .* cannot load"):
+        ckpt.finish(BuiltOnCall())
+
+
 def test_a_fit_without_validation_data_keeps_its_best_training_loss_and_logs_no_empty_columns(tmp_path):
     ckpt = repro.Checkpoints(tmp_path, {"epochs": 3}, monitor="loss")
     model, batches, _ = _setup()

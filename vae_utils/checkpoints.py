@@ -75,6 +75,7 @@ class Checkpoints:
         self._rekey()
         self.status = "loaded a finished training"
         self.resumed_after_epoch = None
+        self.data = None  # the batches given to ``callbacks``: what builds a model that ``finish`` loads into
 
     def _rekey(self) -> None:
         self.key = identity_key(self.config)
@@ -177,6 +178,7 @@ class Checkpoints:
         """The callbacks to pass to ``fit`` after any that add ``monitor`` to the logs; none when the
         training is complete with at least ``epochs`` epochs. ``data``: the batches, whose ``epoch`` is set
         to the epoch a resumed ``fit`` starts at."""
+        self.data = data
         self.directory.mkdir(parents=True, exist_ok=True)
         write_text(self.directory / "config.json", json.dumps(self.config, indent=2, sort_keys=True) + "\n")
         if self.code is not None:
@@ -198,6 +200,18 @@ class Checkpoints:
             self.status = "trained"
         return [StopOnNonFinite(), _EpochState(self, state, data)]
 
+    def _build(self, model) -> None:
+        """Create the variables of a model that makes them at its first call (a ``keras.Model`` subclass
+        whose parts are built there): call it on the inputs of the first batch given to ``callbacks``."""
+        if self.data is None:
+            raise ValueError(
+                f"{type(model).__name__} is not built, so the weights in {self.state_dir} cannot load "
+                "into it: "
+                "pass its batches to callbacks(data=...) or call the model on data first"
+            )
+        batch = self.data[0] if isinstance(self.data, keras.utils.PyDataset) else self.data[:1]
+        model(batch[0] if isinstance(batch, tuple) else batch)
+
     def finish(self, model) -> dict[str, list[float]]:
         """Load the best epoch's weights into ``model``, mark the training complete, return ``history()``."""
         state = self._state()
@@ -207,6 +221,8 @@ class Checkpoints:
                 f"{self.monitor!r} in the logs? put the callback that computes it before these)"
             )
         history = self.history()
+        if not model.built:
+            self._build(model)
         if getattr(model, "optimizer", None) is not None and not model.optimizer.built:
             model.optimizer.build(model.trainable_variables)  # so that its saved state loads too
         try:
