@@ -206,11 +206,12 @@ class Checkpoints:
         if self.data is None:
             raise ValueError(
                 f"{type(model).__name__} is not built, so the weights in {self.state_dir} cannot load "
-                "into it: "
-                "pass its batches to callbacks(data=...) or call the model on data first"
+                "into it: pass its batches to callbacks(data=...) or call the model on data first"
             )
-        batch = self.data[0] if isinstance(self.data, keras.utils.PyDataset) else self.data[:1]
-        model(batch[0] if isinstance(batch, tuple) else batch)
+        batches = isinstance(self.data, keras.utils.PyDataset)
+        batch = self.data[0] if batches else self.data
+        inputs = batch[0] if isinstance(batch, tuple) else batch
+        model(inputs if batches else inputs[:1])  # arrays: one example is enough to build
 
     def finish(self, model) -> dict[str, list[float]]:
         """Load the best epoch's weights into ``model``, mark the training complete, return ``history()``."""
