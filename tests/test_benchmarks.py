@@ -98,3 +98,20 @@ def test_the_m2_benchmark_counts_the_papers_flops_and_prints_before_after_and_fl
     floor, before, before_ratio, after, after_ratio = map(float, row.groups())
     assert before_ratio == pytest.approx(before / floor, rel=0.02)  # printed rounded
     assert after_ratio == pytest.approx(after / floor, rel=0.02)
+
+
+@pytest.mark.integration
+def test_the_cifar_benchmark_times_the_notebooks_own_models_against_the_floor(mirror):
+    import cifar_throughput
+
+    # the models come from notebook 03's cells: (d) is (c) with the two-level networks added
+    names = cifar_throughput.notebook_models()
+    assert {"build_vae_mix", "TwoLevelVAE", "bottom_up", "top_down"} <= names.keys()
+    command = [sys.executable, str(ROOT / "benchmarks" / "cifar_throughput.py"), "--backends", "tensorflow"]
+    quick = ["--workloads", "mix", "likelihood", "--steps", "2", "--warmup-steps", "1"]
+    out = _script([*command, *quick], mirror)
+    row = re.search(r"^tensorflow +mix +59\.1 +\d+ +([\d.]+) +([\d.]+) +([\d.]+)x", out, re.M)
+    assert row, out
+    epoch, floor, ratio = map(float, row.groups())
+    assert ratio == pytest.approx(epoch / floor, rel=0.05)  # printed rounded
+    assert re.search(r"^tensorflow +likelihood +0\.0 +\d+ +[\d.]+ +- +-", out, re.M), out
